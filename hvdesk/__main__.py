@@ -1,0 +1,3 @@
+from hvdesk.cli.main import main
+
+raise SystemExit(main())

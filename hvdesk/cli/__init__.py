@@ -1,0 +1,1 @@
+"""`hvdesk ...`: the command line, on the same engine as the GUI."""

@@ -1,0 +1,136 @@
+"""One coroutine per command; each prints its result for people, or as JSON with --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from hvdesk.core.units import format_size
+from hvdesk.engine import describe
+from hvdesk.engine.library_ops import CreateRequest
+from hvdesk.engine.manager import Manager
+
+MIB = 1024 * 1024
+
+
+async def run(args: argparse.Namespace) -> int:
+    manager = Manager()
+    await manager.open(inspect=args.command == "list")
+    try:
+        return await HANDLERS[args.command](manager, args)
+    finally:
+        await manager.close()
+
+
+async def cmd_list(manager: Manager, args: argparse.Namespace) -> int:
+    rows = [describe.summary(m) for m in manager.machines()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No VMs yet. Create one with: hvdesk create NAME")
+        return 0
+    table = [("NAME", "STATE", "OS", "MEMORY", "CPUS")]
+    for row in rows:
+        state = row["state"] + (f" ({row['reason']})" if row["state"] in ("aborted", "inaccessible") else "")
+        memory = format_size(row["memory_mib"] * MIB) if row["memory_mib"] else "-"
+        table.append((row["name"], state, row["os"] or "-", memory, str(row["cpus"] or "-")))
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+async def cmd_create(manager: Manager, args: argparse.Namespace) -> int:
+    machine = await manager.create(CreateRequest(
+        name=args.name, os=args.os, memory_mib=args.memory, cpus=args.cpus, disk_size=args.disk,
+        attach_disk=args.attach_disk, iso=args.iso, kernel=args.kernel, initrd=args.initrd,
+        append=args.append, firmware=args.firmware, machine=args.machine, notes=args.notes))
+    config = machine.config
+    print(f"Created {config.name!r}: {config.os}, {format_size(config.memory_mib * MIB)}, "
+          f"{config.cpus} vCPU{'s' if config.cpus > 1 else ''}, {len(config.disks)} disk(s), in {machine.entry.folder}")
+    return 0
+
+
+async def cmd_start(manager: Manager, args: argparse.Namespace) -> int:
+    machine = await manager.start(args.name, paused=args.paused)
+    run = machine.run
+    accel = f"{run.accel.upper()}: {run.accel_reason}" if run else "?"
+    print(f"Started {machine.name!r} ({machine.state}, pid {machine.pid}; accelerator {accel})")
+    return 0
+
+
+async def cmd_stop(manager: Manager, args: argparse.Namespace) -> int:
+    machine = await manager.stop(args.name, force=args.force, timeout=args.timeout)
+    print(f"{machine.name!r} is {machine.state}")
+    return 0
+
+
+def _simple(method: str):
+    async def handler(manager: Manager, args: argparse.Namespace) -> int:
+        machine = await getattr(manager, method)(args.name)
+        print(f"{machine.name!r} is {machine.state}" + (" (reset)" if method == "reset" else ""))
+        return 0
+    return handler
+
+
+async def cmd_info(manager: Manager, args: argparse.Namespace) -> int:
+    machine = manager.get(args.name)
+    await manager.refresh_state(machine)
+    data = await describe.details(machine)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(_format_info(data))
+    return 0
+
+
+def _format_info(data: dict) -> str:
+    lines = [f"Name:        {data['name']}", f"State:       {data['state']}"
+             + (f" ({data['reason']})" if data["reason"] else "")]
+    if data.get("uuid") is None:
+        return "\n".join(lines + [f"Folder:      {data['folder']}"])
+    acc = data["accelerator"]
+    lines += [
+        f"UUID:        {data['uuid']}",
+        f"PID:         {data['pid'] or '-'}",
+        f"OS:          {data['os']}",
+        f"Accelerator: {acc['name'].upper() + ' - ' + acc['reason'] if acc else 'unknown (QEMU missing?)'}"
+        + ("" if not acc or acc["in_use"] else " (at next start)"),
+        f"Memory:      {format_size(data['memory_mib'] * MIB)}",
+        f"CPUs:        {data['cpus']}",
+        f"Firmware:    {data['firmware']} ({data['machine']})",
+        f"Boot order:  {', '.join(data['boot_order'])}",
+    ]
+    for disk in data["disks"]:
+        size = (f"{format_size(disk['virtual_size'])}, {format_size(disk['actual_size'])} used"
+                if disk["virtual_size"] is not None else disk["error"])
+        lines.append(f"Disk:        {disk['path']} ({disk['format']}, {disk['bus']}, {size})")
+    if data["cdrom"] is not None:
+        lines.append(f"CD:          {data['cdrom']['iso'] or 'empty'}")
+    for nic in data["nics"]:
+        fwd = ", ".join(f"{f['protocol']} {f['host_address']}:{f['host_port']}->{f['guest_port']}"
+                        for f in nic["forwards"])
+        lines.append(f"Network:     {nic['mode']} ({nic['model']}, {nic['mac']}){'; ' + fwd if fwd else ''}")
+    if data["kernel"]:
+        lines.append(f"Kernel:      {data['kernel']['kernel']} {data['kernel']['append']}".rstrip())
+    lines += [f"QMP socket:  {data['sockets']['qmp']}", f"VNC socket:  {data['sockets']['vnc'] or '-'}",
+              f"Log:         {data['log']}", f"Serial log:  {data['serial_log']}", f"Folder:      {data['folder']}"]
+    if data["notes"]:
+        lines.append(f"Notes:       {data['notes']}")
+    return "\n".join(lines)
+
+
+async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
+    result = await manager.delete(args.name, keep_disks=args.keep_disks)
+    print(f"Deleted {args.name!r}")
+    for path in result.kept:
+        print(f"  kept {path}")
+    return 0
+
+
+HANDLERS = {
+    "list": cmd_list, "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
+    "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
+    "info": cmd_info, "delete": cmd_delete,
+}

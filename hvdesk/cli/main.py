@@ -1,0 +1,109 @@
+"""Argument parsing and dispatch. Exit codes: 0 done, 1 a user error (one line on stderr),
+2 a usage error (argparse), 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from hvdesk import __version__
+from hvdesk.cli import commands
+from hvdesk.core.errors import HvdeskError
+from hvdesk.core.units import parse_size
+
+MIB = 1024 * 1024
+
+
+def _memory(text: str) -> int:
+    try:
+        size = parse_size(text, what="memory", default_unit="M")
+    except HvdeskError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size % MIB:
+        raise argparse.ArgumentTypeError(f"memory {text!r} is not a whole number of MiB")
+    return size // MIB
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text, what="disk size", default_unit="G")
+    except HvdeskError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the timeout cannot be negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hvdesk", description="Create, run and manage QEMU virtual machines.")
+    parser.add_argument("--version", action="version", version=f"hvdesk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list the VMs and their states")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("create", help="create a VM")
+    p.add_argument("name")
+    p.add_argument("--os", default="other", help="OS preset id (default: other)")
+    p.add_argument("--memory", type=_memory, metavar="MIB", help="memory: MiB, or with a unit (2G)")
+    p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
+    disk = p.add_mutually_exclusive_group()
+    disk.add_argument("--disk", type=_size, metavar="SIZE", help="new thin qcow2 disk (20G, 512M)")
+    disk.add_argument("--attach-disk", type=Path, metavar="PATH", help="use an existing disk image")
+    p.add_argument("--iso", type=Path, metavar="PATH", help="CD/DVD image to insert")
+    p.add_argument("--kernel", type=Path, metavar="PATH", help="boot this kernel directly")
+    p.add_argument("--initrd", type=Path, metavar="PATH", help="initrd for --kernel")
+    p.add_argument("--append", default="", metavar="TEXT", help="kernel command line for --kernel")
+    p.add_argument("--firmware", choices=("bios", "uefi"))
+    p.add_argument("--machine", choices=("q35", "pc"))
+    p.add_argument("--notes", default="")
+
+    p = sub.add_parser("start", help="start a VM; returns once it runs and QMP answers")
+    p.add_argument("name")
+    p.add_argument("--paused", action="store_true", help="start with the vCPUs paused")
+
+    p = sub.add_parser("stop", help="ACPI power-down; --force turns it off after the timeout")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="turn the VM off if it has not powered off in time")
+    p.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
+                   help="seconds to wait for the guest (default 60; 0 with --force: at once)")
+
+    for verb, text in (("pause", "pause a running VM"), ("resume", "resume a paused VM"),
+                       ("reset", "hard-reset a VM")):
+        sub.add_parser(verb, help=text).add_argument("name")
+
+    p = sub.add_parser("info", help="show a VM's state and settings")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("delete", help="delete a stopped VM")
+    p.add_argument("name")
+    p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "stop" and args.timeout == 0 and not args.force:
+        parser.error("stop: --timeout 0 only makes sense with --force")
+    try:
+        return asyncio.run(commands.run(args))
+    except HvdeskError as exc:
+        print(f"hvdesk: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hvdesk: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Reserved for a later layer (see ARCHITECTURE.md)."""

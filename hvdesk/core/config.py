@@ -1,0 +1,219 @@
+"""The VM configuration: typed, validated, and stored as vm.toml.
+
+Each field is declared once, with its type, default and rule (choices or range) in its metadata;
+loading, checking and saving all read those declarations, so a new option is one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+import types
+import typing
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from hvdesk.core.errors import ConfigError
+from hvdesk.core.names import validate_name
+
+SCHEMA_VERSION = 1
+
+FIRMWARES = ("bios", "uefi")
+MACHINES = ("q35", "pc")
+ACCELERATORS = ("auto", "kvm", "hvf", "whpx", "tcg")
+BOOT_DEVICES = ("disk", "cdrom", "network")
+DISK_BUSES = ("virtio", "sata", "ide")
+CD_BUSES = ("sata", "ide")
+NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
+NET_MODES = ("nat",)
+VGA_MODELS = ("std", "virtio", "none")
+PROTOCOLS = ("tcp", "udp")
+MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB: far beyond any desktop host, catches unit mistakes
+MAX_CPUS = 255  # QEMU's x86 limit without an IOMMU for x2APIC
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _rule(*, choices: tuple[str, ...] = (), low: int | None = None, high: int | None = None,
+          pattern: re.Pattern[str] | None = None, **kw: Any) -> Any:
+    return field(metadata={"choices": choices, "low": low, "high": high, "pattern": pattern}, **kw)
+
+
+def random_mac() -> str:
+    """A locally administered MAC in QEMU's 52:54:00 range."""
+    return "52:54:00:" + ":".join(f"{random.randint(0, 255):02x}" for _ in range(3))
+
+
+@dataclass
+class Disk:
+    path: str  # relative to the VM folder, or absolute
+    format: str  # as qemu-img detected it; never guessed from the file name
+    bus: str = _rule(choices=DISK_BUSES, default="virtio")
+    created: bool = True  # made by hvdesk for this VM: deleting the VM deletes it
+    readonly: bool = False
+
+
+@dataclass
+class CdDrive:
+    iso: str = ""  # empty: no media in the drive
+    bus: str = _rule(choices=CD_BUSES, default="sata")
+
+
+@dataclass
+class PortForward:
+    protocol: str = _rule(choices=PROTOCOLS, default="tcp")
+    host_port: int = _rule(low=1, high=65535, default=2222)
+    guest_port: int = _rule(low=1, high=65535, default=22)
+    host_address: str = "127.0.0.1"
+
+
+@dataclass
+class Nic:
+    mode: str = _rule(choices=NET_MODES, default="nat")
+    model: str = _rule(choices=NIC_MODELS, default="virtio")
+    mac: str = _rule(pattern=_MAC, default_factory=random_mac)
+    forwards: list[PortForward] = field(default_factory=list)
+
+
+@dataclass
+class Display:
+    vnc: bool = True  # QEMU's VNC server on a private unix socket, for our console
+    vga: str = _rule(choices=VGA_MODELS, default="std")
+    tablet: bool = True  # usb-tablet: absolute pointer, so the console needs no mouse grab
+
+
+@dataclass
+class Balloon:
+    enabled: bool = True
+    free_page_reporting: bool = True  # the guest hands freed pages back to the host
+    deflate_on_oom: bool = True  # without it a guest allocating past its balloon OOM-kills
+
+
+@dataclass
+class KernelBoot:
+    kernel: str
+    initrd: str = ""
+    append: str = ""
+
+
+@dataclass
+class VmConfig:
+    name: str
+    uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
+    os: str = "other"
+    memory_mib: int = _rule(low=16, high=MAX_MEMORY_MIB, default=1024)
+    cpus: int = _rule(low=1, high=MAX_CPUS, default=1)
+    firmware: str = _rule(choices=FIRMWARES, default="bios")
+    machine: str = _rule(choices=MACHINES, default="q35")
+    accel: str = _rule(choices=ACCELERATORS, default="auto")
+    boot_order: list[str] = field(default_factory=lambda: ["disk", "cdrom"])
+    disks: list[Disk] = field(default_factory=list)
+    cdrom: CdDrive | None = field(default_factory=CdDrive)
+    nics: list[Nic] = field(default_factory=lambda: [Nic()])
+    display: Display = field(default_factory=Display)
+    balloon: Balloon = field(default_factory=Balloon)
+    kernel: KernelBoot | None = None
+    notes: str = ""
+
+    def validate(self) -> VmConfig:
+        """Check every field's rule and the rules between fields; raise ConfigError naming the field."""
+        _check_fields(self, "")
+        validate_name(self.name)
+        try:
+            uuidlib.UUID(self.uuid)
+        except ValueError:
+            raise ConfigError(f"uuid: {self.uuid!r} is not a UUID") from None
+        for device in self.boot_order:
+            if device not in BOOT_DEVICES:
+                raise ConfigError(f"boot_order: unknown device {device!r} (use {', '.join(BOOT_DEVICES)})")
+        if len(set(self.boot_order)) != len(self.boot_order):
+            raise ConfigError("boot_order: a device is listed twice")
+        if self.kernel is not None and not self.kernel.kernel:
+            raise ConfigError("kernel.kernel: a direct kernel boot needs the kernel's path")
+        if self.machine == "pc" and any(d.bus == "sata" for d in self.disks):
+            raise ConfigError("disks: the pc machine has no SATA controller; use virtio or ide")
+        if self.machine == "pc" and self.cdrom is not None and self.cdrom.bus == "sata":
+            raise ConfigError("cdrom.bus: the pc machine has no SATA controller; use ide")
+        macs = [n.mac for n in self.nics]
+        if len(set(macs)) != len(macs):
+            raise ConfigError("nics: two network cards share a MAC address")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for TOML (which has no null: unset optional sections are left out)."""
+        return {"schema": SCHEMA_VERSION, **_drop_none(dataclasses.asdict(self))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VmConfig:
+        data = dict(data)
+        schema = data.pop("schema", None)
+        if schema != SCHEMA_VERSION:
+            if isinstance(schema, int) and schema > SCHEMA_VERSION:
+                raise ConfigError(f"written by a newer hvdesk (schema {schema}; this one reads {SCHEMA_VERSION})")
+            raise ConfigError(f"schema: expected {SCHEMA_VERSION}, found {schema!r}")
+        return _load(cls, data, "").validate()
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _where(prefix: str, name: str) -> str:
+    return f"{prefix}{name}" if prefix else name
+
+
+def _load(cls: type, data: Any, prefix: str) -> Any:
+    """Build dataclass `cls` from plain data, checking every value's type against the declaration."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'file'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{_where(prefix, unknown[0])}: unknown setting")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _convert(hints[f.name], data[f.name], _where(prefix, f.name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_where(prefix, f.name)}: missing")
+    return cls(**values)
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):  # "X | None": None is written by leaving the key out
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if dataclasses.is_dataclass(kind):
+        return _load(kind, value, where + ".")
+    # bool is an int in Python; a config that says `cpus = true` is still wrong.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, found {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_fields(obj: Any, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value, where = getattr(obj, f.name), _where(prefix, f.name)
+        rule = f.metadata
+        if rule.get("choices") and value not in rule["choices"]:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(rule['choices'])}")
+        if rule.get("low") is not None and not rule["low"] <= value <= rule["high"]:
+            raise ConfigError(f"{where}: {value} is out of range ({rule['low']}–{rule['high']})")
+        if rule.get("pattern") is not None and not rule["pattern"].match(value):
+            raise ConfigError(f"{where}: {value!r} is not valid")
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if dataclasses.is_dataclass(item):
+                _check_fields(item, f"{where}[{i}]." if isinstance(value, list) else where + ".")

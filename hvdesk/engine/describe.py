@@ -1,0 +1,73 @@
+"""What `list` and `info` report about a VM, as plain data. The field names are documented in
+the README and stay stable: scripts depend on them."""
+
+from __future__ import annotations
+
+from hvdesk.core.errors import HvdeskError
+from hvdesk.core.paths import cache_dir
+from hvdesk.engine.machine import Machine
+from hvdesk.qemu import accel, binaries, images
+
+
+def summary(machine: Machine) -> dict:
+    config = machine.entry.config
+    return {
+        "name": machine.name,
+        "uuid": config.uuid if config else None,
+        "state": str(machine.state),
+        "reason": machine.reason,
+        "os": config.os if config else None,
+        "memory_mib": config.memory_mib if config else None,
+        "cpus": config.cpus if config else None,
+        "pid": machine.pid,
+    }
+
+
+async def details(machine: Machine) -> dict:
+    data = summary(machine)
+    data["folder"] = str(machine.entry.folder)
+    config = machine.entry.config
+    if config is None:
+        return data
+    paths = machine.paths
+    data.update({
+        "firmware": config.firmware,
+        "machine": config.machine,
+        "accelerator": _accelerator(machine),
+        "disks": [await _disk(machine, d) for d in config.disks],
+        "cdrom": {"iso": config.cdrom.iso, "bus": config.cdrom.bus} if config.cdrom else None,
+        "boot_order": list(config.boot_order),
+        "nics": [{"mode": n.mode, "model": n.model, "mac": n.mac,
+                  "forwards": [vars(f).copy() for f in n.forwards]} for n in config.nics],
+        "kernel": vars(config.kernel).copy() if config.kernel else None,
+        "balloon": vars(config.balloon).copy(),
+        "sockets": {"qmp": str(paths.qmp_socket), "ctl": str(paths.ctl_socket),
+                    "vnc": str(paths.vnc_socket) if config.display.vnc else None},
+        "log": str(paths.qemu_log),
+        "serial_log": str(paths.serial_log),
+        "notes": config.notes,
+    })
+    return data
+
+
+def _accelerator(machine: Machine) -> dict | None:
+    """The accelerator the running QEMU uses, or the one the next start would choose."""
+    if machine.run is not None:
+        return {"name": machine.run.accel, "reason": machine.run.accel_reason, "in_use": True}
+    try:
+        choice = accel.choose(machine.config.accel, binaries.find_emulator(), cache_dir())
+    except HvdeskError:
+        return None
+    return {"name": choice.name, "reason": choice.reason, "in_use": False}
+
+
+async def _disk(machine: Machine, disk) -> dict:
+    path = machine.paths.resolve(disk.path)
+    entry = {"path": str(path), "format": disk.format, "bus": disk.bus, "created": disk.created,
+             "virtual_size": None, "actual_size": None, "error": None}
+    try:
+        info = await images.info(path, force_share=True)  # a running VM holds the image's lock
+        entry.update(virtual_size=info.virtual_size, actual_size=info.actual_size)
+    except HvdeskError as exc:
+        entry["error"] = str(exc)
+    return entry

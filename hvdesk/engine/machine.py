@@ -1,0 +1,48 @@
+"""One VM as the engine sees it: its library entry and its live state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hvdesk.core.config import VmConfig
+from hvdesk.core.errors import StateError
+from hvdesk.core.storage import VmEntry
+from hvdesk.engine.runtime import RunInfo, vm_paths
+from hvdesk.engine.states import VmState
+from hvdesk.qemu.argv import VmPaths
+
+if TYPE_CHECKING:
+    from hvdesk.qemu.qmp import QmpSession
+
+
+@dataclass(eq=False)
+class Machine:
+    entry: VmEntry
+    state: VmState = VmState.STOPPED
+    reason: str = ""  # why it is aborted, inaccessible or in an unusual QEMU status
+    pid: int | None = None
+    run: RunInfo | None = None
+    session: QmpSession | None = field(default=None, repr=False)  # the watcher's QMP session
+    expect_exit: bool = False  # we asked QEMU to end: its exit is a stop, not an abort
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def config(self) -> VmConfig:
+        if self.entry.config is None:
+            raise StateError(f"VM {self.name!r} is inaccessible: {self.entry.error}")
+        return self.entry.config
+
+    @property
+    def paths(self) -> VmPaths:
+        return vm_paths(self.entry.folder, self.config.uuid)
+
+    def require(self, *states: VmState, action: str) -> None:
+        """Raise StateError unless the VM is in one of `states`."""
+        if self.state == VmState.INACCESSIBLE:
+            raise StateError(f"cannot {action} {self.name!r}: it is inaccessible ({self.reason})")
+        if self.state not in states:
+            raise StateError(f"cannot {action} {self.name!r}: it is {self.state}")

@@ -1,0 +1,468 @@
+"""The Manager: every VM in the library, its live state, and the lifecycle operations.
+
+Two ways to run it, one set of operations:
+- watch=False (the CLI): state is read from the outside world (pidfiles, QMP `query-status` on
+  the VM's short-command socket) whenever it is asked for; nothing is held open.
+- watch=True (the GUI): each running VM's event socket is held open, QMP events drive the state
+  machine, and a light poll (one stat per VM per second) notices VMs that other hvdesk processes
+  created, started or changed.
+Closing a Manager never stops a VM: QEMU runs detached and the next Manager adopts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from hvdesk.core.errors import DiskInUseError, HvdeskError, NotFoundError, QemuError, StateError
+from hvdesk.core.names import name_key
+from hvdesk.core.paths import cache_dir, vms_dir
+from hvdesk.core.storage import CONFIG_FILE, Library, VmEntry
+from hvdesk.engine import library_ops, runtime
+from hvdesk.engine.library_ops import CreateRequest, DeleteResult
+from hvdesk.engine.machine import Machine
+from hvdesk.engine.states import EVENT_STATES, VmState, state_from_status
+from hvdesk.qemu import accel, binaries, firmware
+from hvdesk.qemu.argv import HostSetup, build_argv
+from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
+from hvdesk.qemu.qmp import QmpSession
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Machine], None]
+QUIT_GRACE = 5.0  # seconds QEMU gets to exit after `quit` before it is killed
+
+
+class Manager:
+    def __init__(self, library: Library | None = None, *, watch: bool = False,
+                 poll_interval: float = 1.0) -> None:
+        self.library = library or Library(vms_dir())
+        self.watch = watch
+        self.poll_interval = poll_interval
+        self._machines: dict[Path, Machine] = {}  # by VM folder
+        self._listeners: list[Listener] = []
+        self._locks: dict[Path, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._library_stamp: tuple = ()
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def open(self, *, inspect: bool = True) -> Manager:
+        """Load the library. `inspect=False` skips reading every VM's live state up front (a CLI
+        command about one VM reads just that one's)."""
+        await self.refresh(inspect=inspect or self.watch)
+        if self.watch:
+            self._spawn(self._poll_forever())
+        return self
+
+    async def close(self) -> None:
+        """Stop watching. The VMs keep running."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for machine in self._machines.values():
+            await self._drop_session(machine)
+
+    async def __aenter__(self) -> Manager:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def machines(self) -> list[Machine]:
+        return sorted(self._machines.values(), key=lambda m: name_key(m.name))
+
+    def get(self, name: str) -> Machine:
+        for machine in self._machines.values():
+            if name_key(machine.name) == name_key(name):
+                return machine
+        raise NotFoundError(f"no VM named {name!r} (see `hvdesk list`)")
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(machine)` on every change of a VM's state or config; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def refresh(self, *, inspect: bool = True) -> None:
+        """Re-read the library: new, removed and edited VMs; live state of the new ones."""
+        self._library_stamp = self._scan_stamp()
+        seen: dict[Path, Machine] = {}
+        uuids: dict[str, str] = {}
+        for entry in self.library.scan():
+            machine = self._machines.get(entry.folder)
+            if entry.config is not None:
+                other = uuids.setdefault(entry.config.uuid, entry.name)
+                if other != entry.name:
+                    entry = VmEntry(entry.folder, None, f"its uuid is also used by VM {other!r}")
+            if machine is not None and _same_vm(machine.entry, entry):
+                if machine.entry.config != entry.config:
+                    machine.entry = entry
+                    self._emit(machine)
+            else:
+                machine = Machine(entry)
+                if inspect or entry.config is None:
+                    await self._inspect(machine)
+                self._emit(machine)
+            seen[entry.folder] = machine
+        for folder, gone in self._machines.items():
+            if folder not in seen:
+                await self._drop_session(gone)
+        self._machines = seen
+
+    def _scan_stamp(self) -> tuple:
+        """Cheap fingerprint of the library: each folder's vm.toml mtime."""
+        stamp = []
+        try:
+            entries = list(os.scandir(self.library.root))
+        except OSError:
+            return ()
+        for entry in entries:
+            try:
+                stamp.append((entry.name, os.stat(os.path.join(entry.path, CONFIG_FILE)).st_mtime_ns))
+            except OSError:
+                continue
+        return tuple(sorted(stamp))
+
+    # -- reading state from the world ---------------------------------------------------------
+
+    async def _inspect(self, machine: Machine) -> None:
+        """Find the VM's state from its runtime dir and QEMU itself (after start-up or for the CLI)."""
+        if machine.entry.config is None:
+            self._set(machine, VmState.INACCESSIBLE, machine.entry.error)
+            return
+        paths, uuid = machine.paths, machine.config.uuid
+        pid = runtime.live_pid(paths, uuid)
+        if pid is not None:
+            machine.pid, machine.run = pid, runtime.read_run_info(paths)
+            if self.watch and machine.session is None:
+                await self._attach(machine)
+            else:
+                await self._query_status(machine)
+            return
+        run = runtime.read_run_info(paths)
+        if run is not None and run.pid == 0 and time.time() - run.started_at < 60:
+            self._set(machine, VmState.STARTING)  # another hvdesk is launching it right now
+            return
+        self._note_exit(machine, expected=False)
+
+    async def _query_status(self, machine: Machine) -> None:
+        try:
+            async with self._qmp(machine) as qmp:
+                status = await qmp.execute("query-status")
+            state, reason = state_from_status(status["status"])
+        except QemuError as exc:
+            state, reason = VmState.RUNNING, f"QEMU is not answering: {exc}"
+        self._set(machine, state, reason)
+
+    def _note_exit(self, machine: Machine, *, expected: bool) -> None:
+        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up."""
+        paths = machine.paths
+        if runtime.left_behind(paths) and not expected:
+            pid = runtime.read_pid(paths.pidfile)
+            runtime.mark_aborted(paths, f"QEMU (pid {pid}) ended without a clean exit "
+                                        f"(killed or crashed); see {paths.qemu_log}")
+        runtime.remove_run_dir(paths)
+        machine.pid, machine.run, machine.expect_exit = None, None, False
+        reason = runtime.aborted_reason(paths)
+        self._set(machine, VmState.ABORTED if reason else VmState.STOPPED, reason or "")
+
+    # -- watching (watch=True) ---------------------------------------------------------------
+
+    async def _attach(self, machine: Machine) -> bool:
+        """Hold the VM's event socket open and follow its events. False if another app holds it."""
+        session = QmpSession(f"hvdesk-{machine.name}", on_event=lambda name, data, _t: self._on_event(
+            machine, name, data))
+        try:
+            await session.connect(machine.paths.qmp_socket, timeout=2.0)
+            status = await session.execute("query-status")
+        except QemuError as exc:
+            log.info("not watching %s: %s", machine.name, exc)
+            await session.close()
+            await self._query_status(machine)
+            return False
+        machine.session = session
+        self._set(machine, *state_from_status(status["status"]))
+        self._spawn(self._follow(machine, session))
+        return True
+
+    def _on_event(self, machine: Machine, event: str, data: dict) -> None:
+        state = EVENT_STATES.get(event)
+        if state is not None and machine.state != VmState.STARTING:
+            reason = data.get("reason", "") if event == "SHUTDOWN" else ""
+            self._set(machine, state, _shutdown_reason(reason))
+
+    async def _follow(self, machine: Machine, session: QmpSession) -> None:
+        await session.wait_closed()
+        await session.close()
+        if machine.session is not session:
+            return  # we closed it ourselves
+        machine.session = None
+        if machine.pid is not None:
+            await wait_gone(machine.pid, 5.0)  # the socket closes just before the process ends
+            self._note_exit(machine, expected=machine.expect_exit)
+
+    async def _drop_session(self, machine: Machine) -> None:
+        session, machine.session = machine.session, None
+        if session is not None:
+            await session.close()
+
+    async def _poll_forever(self) -> None:
+        """Catch what no event tells us: other processes' creates, starts, edits and kills."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self._poll_once()
+            except HvdeskError as exc:
+                log.warning("watch poll: %s", exc)
+
+    async def _poll_once(self) -> None:
+        if self._scan_stamp() != self._library_stamp:
+            await self.refresh()
+        for machine in list(self._machines.values()):
+            if machine.entry.config is None or self.lock(machine).locked():
+                continue
+            if machine.session is None and (machine.pid is not None or
+                                            machine.paths.pidfile.exists()):
+                await self._inspect(machine)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, name: str, *, paused: bool = False) -> Machine:
+        """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
+        machine = self.get(name)
+        async with self.lock(machine):
+            await self.refresh_state(machine)
+            machine.require(VmState.STOPPED, VmState.ABORTED, action="start")
+            config, paths = machine.config, machine.paths
+            _check_files(machine)
+            emulator = binaries.find_emulator()
+            choice = accel.choose(config.accel, emulator, cache_dir())
+            host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
+            argv = build_argv(config, host, paths)
+            runtime.prepare_run_dir(paths)
+            runtime.prepare_logs(paths)
+            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv)
+            runtime.write_run_info(paths, run)
+            previous = machine.state
+            self._set(machine, VmState.STARTING)
+            try:
+                machine.pid = await launch(argv, paths.pidfile, paths.qemu_log)
+            except QemuError as exc:
+                runtime.remove_run_dir(paths)
+                self._set(machine, previous, machine.reason)
+                raise self._explain_launch_failure(machine, exc) from None
+            run.pid = machine.pid
+            runtime.write_run_info(paths, run)
+            machine.run = run
+            await self._connect_and_go(machine, paused)
+            runtime.clear_aborted(paths)
+            self._set(machine, VmState.PAUSED if paused else VmState.RUNNING)
+            return machine
+
+    async def _connect_and_go(self, machine: Machine, paused: bool) -> None:
+        paths = machine.paths
+        session = QmpSession(f"hvdesk-{machine.name}", on_event=(
+            (lambda name, data, _t: self._on_event(machine, name, data)) if self.watch else None))
+        try:
+            await session.connect(paths.qmp_socket if self.watch else paths.ctl_socket)
+            if not paused:
+                await session.execute("cont")
+        except QemuError as exc:
+            await session.close()
+            machine.expect_exit = True
+            await terminate(machine.pid)
+            self._note_exit(machine, expected=True)
+            raise QemuError(f"{machine.name}: QEMU started but its control socket failed ({exc})",
+                            log_tail(paths.qemu_log)) from None
+        if self.watch:
+            machine.session = session
+            self._spawn(self._follow(machine, session))
+        else:
+            await session.close()
+
+    def _explain_launch_failure(self, machine: Machine, exc: QemuError) -> HvdeskError:
+        text = str(exc)
+        if 'Failed to get "write" lock' in text or "Failed to get shared" in text:
+            image = text.split("using the image [", 1)[-1].split("]", 1)[0] if "[" in text else "a disk image"
+            holder = self.holder_of(Path(image), exclude=machine)
+            by = f" by VM {holder!r}" if holder else " by another process"
+            return DiskInUseError(f"cannot start {machine.name!r}: disk image {image} is in use{by}")
+        return QemuError(f"cannot start {machine.name!r}: {exc.args[0]}", exc.log_tail)
+
+    def holder_of(self, image: Path, exclude: Machine | None = None) -> str | None:
+        """Name of the VM in this library whose config uses `image`, if any."""
+        for other in self._machines.values():
+            if other is exclude or other.entry.config is None:
+                continue
+            if any(other.paths.resolve(d.path) == image for d in other.config.disks):
+                return other.name
+        return None
+
+    async def stop(self, name: str, *, force: bool = False, timeout: float = 60.0) -> Machine:
+        """Press the ACPI power button and wait for the guest to power off; with `force`, turn it
+        off after `timeout` s (at once when timeout is 0)."""
+        machine = self.get(name)
+        async with self.lock(machine):
+            await self.refresh_state(machine)
+            machine.require(VmState.RUNNING, VmState.PAUSED, VmState.STOPPING, action="stop")
+            if timeout > 0 and machine.state == VmState.PAUSED and not force:
+                raise StateError(f"{machine.name!r} is paused, so its guest cannot see the power button: "
+                                 "resume it first, or force it off")
+            if timeout > 0 and machine.state != VmState.PAUSED:
+                await self._command(machine, "system_powerdown")
+                self._set(machine, VmState.STOPPING, "ACPI shutdown requested")
+                if await wait_gone(machine.pid, timeout):
+                    await self._settle_exit(machine, expected=True)
+                    return machine
+                if not force:
+                    self._set(machine, VmState.RUNNING)
+                    raise StateError(f"{machine.name!r} did not power off within {timeout:g} s "
+                                     "(the guest may ignore the power button); force it off to stop it")
+            await self._force_off(machine)
+            return machine
+
+    async def _force_off(self, machine: Machine) -> None:
+        """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL."""
+        machine.expect_exit = True
+        pid = machine.pid
+        try:
+            await self._command(machine, "quit", timeout=3.0)
+        except QemuError:
+            pass
+        if pid is not None and not await wait_gone(pid, QUIT_GRACE):
+            await terminate(pid)
+        await self._settle_exit(machine, expected=True)
+
+    async def _settle_exit(self, machine: Machine, *, expected: bool) -> None:
+        await self._drop_session(machine)
+        self._note_exit(machine, expected=expected)
+
+    async def pause(self, name: str) -> Machine:
+        return await self._simple(name, "stop", VmState.PAUSED, (VmState.RUNNING,), "pause")
+
+    async def resume(self, name: str) -> Machine:
+        return await self._simple(name, "cont", VmState.RUNNING, (VmState.PAUSED,), "resume")
+
+    async def reset(self, name: str) -> Machine:
+        return await self._simple(name, "system_reset", None, (VmState.RUNNING, VmState.PAUSED), "reset")
+
+    async def _simple(self, name: str, command: str, after: VmState | None,
+                      allowed: tuple[VmState, ...], action: str) -> Machine:
+        machine = self.get(name)
+        async with self.lock(machine):
+            await self.refresh_state(machine)
+            machine.require(*allowed, action=action)
+            await self._command(machine, command)
+            if after is not None:
+                self._set(machine, after)
+            return machine
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def refresh_state(self, machine: Machine) -> None:
+        """Without a watcher, state may be stale: look again before acting."""
+        if not (self.watch and machine.session is not None):
+            latest = self.library.load(machine.entry.folder)
+            if latest.config != machine.entry.config or latest.error != machine.entry.error:
+                machine.entry = latest
+            await self._inspect(machine)
+
+    @contextlib.asynccontextmanager
+    async def _qmp(self, machine: Machine) -> AsyncIterator[QmpSession]:
+        """The watcher's session if we hold one, else a short one on the command socket."""
+        if machine.session is not None and machine.session.connected:
+            yield machine.session
+            return
+        session = QmpSession(f"hvdesk-cli-{machine.name}")
+        try:
+            await session.connect(machine.paths.ctl_socket, timeout=5.0)
+            yield session
+        finally:
+            await session.close()
+
+    async def _command(self, machine: Machine, command: str, arguments: dict | None = None,
+                       timeout: float = 10.0) -> object:
+        async with self._qmp(machine) as qmp:
+            return await qmp.execute(command, arguments, timeout=timeout)
+
+    def lock(self, machine: Machine) -> asyncio.Lock:
+        return self._locks.setdefault(machine.entry.folder, asyncio.Lock())
+
+    def _set(self, machine: Machine, state: VmState, reason: str = "") -> None:
+        if (machine.state, machine.reason) == (state, reason):
+            return
+        machine.state, machine.reason = state, reason
+        self._emit(machine)
+
+    def _emit(self, machine: Machine) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(machine)
+            except Exception:  # a faulty listener must not break the engine
+                log.exception("state listener failed")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the library's own changes (hvdesk.engine.library_ops) -----------------------------------
+
+    async def create(self, request: CreateRequest) -> Machine:
+        return await library_ops.create(self, request)
+
+    async def delete(self, name: str, *, keep_disks: bool = False) -> DeleteResult:
+        return await library_ops.delete(self, name, keep_disks=keep_disks)
+
+    def forget(self, machine: Machine) -> None:
+        self._machines.pop(machine.entry.folder, None)
+        self._library_stamp = self._scan_stamp()
+
+    def adopt(self, entry: VmEntry) -> Machine:
+        machine = Machine(entry)
+        self._machines[entry.folder] = machine
+        self._library_stamp = self._scan_stamp()
+        self._emit(machine)
+        return machine
+
+
+def _same_vm(old: VmEntry, new: VmEntry) -> bool:
+    if old.config is None or new.config is None:
+        return old.config is None and new.config is None
+    return old.config.uuid == new.config.uuid
+
+
+def _shutdown_reason(reason: str) -> str:
+    return {"guest-shutdown": "the guest is powering off", "host-qmp-quit": "turning off",
+            "host-signal": "QEMU received a signal", "guest-reset": "the guest is resetting"}.get(reason, reason)
+
+
+def _check_files(machine: Machine) -> None:
+    """Every file the VM needs exists: a clear error now beats QEMU's later."""
+    config, paths = machine.config, machine.paths
+    needed = [("disk image", d.path) for d in config.disks]
+    if config.cdrom is not None and config.cdrom.iso:
+        needed.append(("CD image", config.cdrom.iso))
+    if config.kernel is not None:
+        needed += [("kernel", config.kernel.kernel)] + ([("initrd", config.kernel.initrd)]
+                                                        if config.kernel.initrd else [])
+    for what, path in needed:
+        if not paths.resolve(path).is_file():
+            raise NotFoundError(f"cannot start {machine.name!r}: its {what} {paths.resolve(path)} does not exist")
+
+
+def _uefi_code(machine: Machine) -> Path | None:
+    if machine.config.firmware != "uefi":
+        return None
+    found = firmware.find_uefi(machine.config.machine)
+    vars_file = machine.paths.uefi_vars
+    if not vars_file.exists():  # first start, or the NVRAM was deleted: a fresh copy
+        shutil.copyfile(found.vars_template, vars_file)
+        os.chmod(vars_file, 0o600)
+    return found.code

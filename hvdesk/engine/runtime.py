@@ -1,0 +1,100 @@
+"""What is known about a VM's QEMU outside any one hvdesk process.
+
+The runtime dir (sockets, pidfile, run.json) says a QEMU was started; the VM folder keeps the
+logs and, after an unclean end, an `aborted.json` marker, so the next hvdesk still shows
+"aborted" and the log that explains it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hvdesk.core.paths import make_private_dir, runtime_root
+from hvdesk.core.storage import atomic_write
+from hvdesk.qemu.argv import VmPaths
+from hvdesk.qemu.process import is_alive, is_our_qemu, read_pid
+
+RUN_INFO = "run.json"
+ABORTED_MARKER = "aborted.json"
+
+
+def vm_paths(vm_dir: Path, uuid: str) -> VmPaths:
+    return VmPaths(vm_dir=vm_dir, run_dir=runtime_root() / uuid)
+
+
+@dataclass
+class RunInfo:
+    """Written at start: how this QEMU was started, for `info` and for reattaching."""
+
+    pid: int
+    accel: str
+    accel_reason: str
+    started_at: float
+    argv: list[str]
+
+
+def write_run_info(paths: VmPaths, info: RunInfo) -> None:
+    atomic_write(paths.run_dir / RUN_INFO, json.dumps(info.__dict__, indent=1).encode(), durable=False)
+
+
+def read_run_info(paths: VmPaths) -> RunInfo | None:
+    try:
+        return RunInfo(**json.loads((paths.run_dir / RUN_INFO).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def prepare_run_dir(paths: VmPaths) -> None:
+    """A clean private dir for a new QEMU: nothing left from an earlier run."""
+    if paths.run_dir.exists():
+        shutil.rmtree(paths.run_dir)
+    make_private_dir(paths.run_dir)
+
+
+def remove_run_dir(paths: VmPaths) -> None:
+    shutil.rmtree(paths.run_dir, ignore_errors=True)
+
+
+def live_pid(paths: VmPaths, uuid: str) -> int | None:
+    """The pid of this VM's QEMU if one is running (checked to be ours, not a recycled pid)."""
+    pid = read_pid(paths.pidfile)
+    return pid if pid is not None and is_our_qemu(pid, uuid) else None
+
+
+def left_behind(paths: VmPaths) -> bool:
+    """A pidfile without its process: QEMU was killed or crashed (a clean exit removes it)."""
+    pid = read_pid(paths.pidfile)
+    return pid is not None and not is_alive(pid)
+
+
+def prepare_logs(paths: VmPaths) -> None:
+    """Keep the previous run's QEMU log as qemu.log.1 (QEMU truncates its -D file), and create
+    the new logs 0600 ourselves: daemonized QEMU would create them with its own umask (027)."""
+    paths.qemu_log.parent.mkdir(mode=0o700, exist_ok=True)
+    if paths.qemu_log.exists():
+        paths.qemu_log.replace(paths.qemu_log.with_name(paths.qemu_log.name + ".1"))
+    for log in (paths.qemu_log, paths.serial_log):
+        os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(log, 0o600)
+
+
+def mark_aborted(paths: VmPaths, reason: str) -> None:
+    marker = {"reason": reason, "at": time.time(), "log": str(paths.qemu_log)}
+    paths.qemu_log.parent.mkdir(mode=0o700, exist_ok=True)
+    atomic_write(paths.qemu_log.parent / ABORTED_MARKER, json.dumps(marker).encode())
+
+
+def aborted_reason(paths: VmPaths) -> str | None:
+    try:
+        return json.loads((paths.qemu_log.parent / ABORTED_MARKER).read_text())["reason"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def clear_aborted(paths: VmPaths) -> None:
+    (paths.qemu_log.parent / ABORTED_MARKER).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Everything that talks to QEMU: binaries, accelerators, argv, processes, QMP and qemu-img."""

@@ -1,0 +1,222 @@
+"""VmConfig -> QEMU command line: a pure function, one small builder per kind of device.
+
+Paths go into -blockdev as JSON (no escaping to get wrong); option strings that carry a path
+double its commas, QEMU's own escape. Device ids are stable, because QMP commands name them:
+`cd0` (the CD drive), `balloon0`, `disk<N>`, `nic<N>`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from hvdesk.core.config import VmConfig
+from hvdesk.qemu.accel import cpu_model
+
+BALLOON_ID = "balloon0"
+CD_ID = "cd0"
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    """Where one VM's files live: its folder (disks, logs) and its private runtime dir (sockets)."""
+
+    vm_dir: Path
+    run_dir: Path
+
+    @property
+    def qmp_socket(self) -> Path:  # the long-lived session: events, for the app watching the VM
+        return self.run_dir / "qmp.sock"
+
+    @property
+    def ctl_socket(self) -> Path:  # short commands (CLI), so they never wait for the watcher
+        return self.run_dir / "ctl.sock"
+
+    @property
+    def vnc_socket(self) -> Path:
+        return self.run_dir / "vnc.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "qemu.pid"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.vm_dir / "logs" / "qemu.log"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.vm_dir / "logs" / "serial.log"
+
+    @property
+    def uefi_vars(self) -> Path:
+        return self.vm_dir / "uefi-vars.fd"
+
+    def resolve(self, path: str) -> Path:
+        """A path from vm.toml: relative ones live in the VM's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.vm_dir / candidate
+
+
+@dataclass(frozen=True)
+class HostSetup:
+    emulator: Path
+    accel: str
+    uefi_code: Path | None = None  # required when the VM's firmware is uefi
+
+
+Builder = Callable[[VmConfig, HostSetup, VmPaths], Iterator[str]]
+
+
+def esc(value: object) -> str:
+    """Escape a value for QEMU's key=value option syntax."""
+    return str(value).replace(",", ",,")
+
+
+def blockdev(**options: object) -> list[str]:
+    return ["-blockdev", json.dumps(options, separators=(",", ":"))]
+
+
+def device(driver: str, **props: object) -> list[str]:
+    parts = [driver]
+    for key, value in props.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        parts.append(f"{key.replace('_', '-')}={esc(value)}")
+    return ["-device", ",".join(parts)]
+
+
+def boot_indexes(config: VmConfig) -> dict[str, int]:
+    """bootindex for the first device of each kind, in the order the user chose."""
+    return {kind: index for index, kind in enumerate(config.boot_order, start=1)}
+
+
+def storage_slot(config: VmConfig, slot: int) -> dict[str, object]:
+    """Where the n-th SATA/IDE device plugs in: AHCI ports on q35, IDE master/slave on pc."""
+    if config.machine == "q35":
+        return {"bus": f"ide.{slot}"}
+    return {"bus": f"ide.{slot // 2}", "unit": slot % 2}
+
+
+def _base(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    yield from [str(host.emulator), "-name", f"{esc(config.name)},debug-threads=on", "-uuid", config.uuid]
+    yield from ["-nodefaults", "-no-user-config", "-S", "-daemonize", "-msg", "timestamp=on"]
+    yield from ["-pidfile", str(paths.pidfile), "-D", str(paths.qemu_log)]
+
+
+def _machine(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    machine = config.machine
+    if config.firmware == "uefi":
+        machine += ",pflash0=fw-code,pflash1=fw-vars"
+    yield from ["-machine", machine, "-accel", host.accel, "-cpu", cpu_model(host.accel)]
+    yield from ["-m", str(config.memory_mib), "-smp", str(config.cpus)]
+
+
+def _firmware(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    if config.firmware != "uefi":
+        return
+    if host.uefi_code is None:
+        raise ValueError("uefi firmware requested but HostSetup.uefi_code is not set")
+    yield from blockdev(**{"driver": "file", "filename": str(host.uefi_code), "node-name": "fw-code-file",
+                           "read-only": True})
+    yield from blockdev(**{"driver": "raw", "file": "fw-code-file", "node-name": "fw-code", "read-only": True})
+    yield from blockdev(**{"driver": "file", "filename": str(paths.uefi_vars), "node-name": "fw-vars-file"})
+    yield from blockdev(**{"driver": "raw", "file": "fw-vars-file", "node-name": "fw-vars"})
+
+
+def _monitors(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    for mon_id, sock in (("qmp", paths.qmp_socket), ("ctl", paths.ctl_socket)):
+        yield from ["-chardev", f"socket,id={mon_id},path={esc(sock)},server=on,wait=off"]
+        yield from ["-mon", f"chardev={mon_id},mode=control"]
+
+
+def _serial(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    yield from ["-chardev", f"file,id=serial0,path={esc(paths.serial_log)}", "-serial", "chardev:serial0"]
+
+
+def _display(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    vga = {"std": "VGA", "virtio": "virtio-vga", "none": None}[config.display.vga]
+    if vga:
+        yield from device(vga, id="video0")
+    yield from ["-display", "none"]
+    if config.display.vnc and vga:
+        yield from ["-vnc", f"unix:{esc(paths.vnc_socket)}"]
+    if config.display.tablet:
+        yield from device("qemu-xhci", id="usb")
+        yield from device("usb-tablet", id="tablet0", bus="usb.0")
+
+
+def _balloon(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    if config.balloon.enabled:
+        yield from device("virtio-balloon-pci", id=BALLOON_ID, deflate_on_oom=config.balloon.deflate_on_oom,
+                          free_page_reporting=config.balloon.free_page_reporting)
+
+
+def _disks(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    first_boot = boot_indexes(config).get("disk")
+    slot = 0
+    for n, disk in enumerate(config.disks):
+        node = f"disk{n}"
+        yield from blockdev(**{"driver": "file", "filename": str(paths.resolve(disk.path)),
+                               "node-name": f"{node}-file", "discard": "unmap", "read-only": disk.readonly})
+        yield from blockdev(**{"driver": disk.format, "file": f"{node}-file", "node-name": node,
+                               "discard": "unmap", "read-only": disk.readonly})
+        bootindex = first_boot + n * 10 if first_boot is not None else None  # later disks boot after
+        if disk.bus == "virtio":
+            yield from device("virtio-blk-pci", drive=node, id=f"{node}-dev", bootindex=bootindex)
+        else:
+            yield from device("ide-hd", drive=node, id=f"{node}-dev", bootindex=bootindex,
+                              **storage_slot(config, slot))
+            slot += 1
+
+
+def _cdrom(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    if config.cdrom is None:
+        return
+    ide_disks = sum(1 for d in config.disks if d.bus != "virtio")
+    drive = None
+    if config.cdrom.iso:
+        yield from blockdev(**{"driver": "file", "filename": str(paths.resolve(config.cdrom.iso)),
+                               "node-name": f"{CD_ID}-file", "read-only": True})
+        yield from blockdev(**{"driver": "raw", "file": f"{CD_ID}-file", "node-name": f"{CD_ID}-media",
+                               "read-only": True})
+        drive = f"{CD_ID}-media"
+    yield from device("ide-cd", id=CD_ID, drive=drive, bootindex=boot_indexes(config).get("cdrom"),
+                      **storage_slot(config, ide_disks))
+
+
+def _nics(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    first_boot = boot_indexes(config).get("network")
+    models = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
+    for n, nic in enumerate(config.nics):
+        netdev = f"user,id=net{n}"
+        for fwd in nic.forwards:
+            netdev += f",hostfwd={fwd.protocol}:{fwd.host_address}:{fwd.host_port}-:{fwd.guest_port}"
+        yield from ["-netdev", netdev]
+        bootindex = first_boot + n * 10 if first_boot is not None else None
+        # Without network boot, skip the iPXE option ROM: faster firmware, and no ROM file needed.
+        yield from device(models[nic.model], netdev=f"net{n}", id=f"nic{n}", mac=nic.mac, bootindex=bootindex,
+                          romfile=None if bootindex else "")
+
+
+def _kernel(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    if config.kernel is None:
+        return
+    yield from ["-kernel", str(paths.resolve(config.kernel.kernel))]
+    if config.kernel.initrd:
+        yield from ["-initrd", str(paths.resolve(config.kernel.initrd))]
+    if config.kernel.append:
+        yield from ["-append", config.kernel.append]
+
+
+BUILDERS: tuple[Builder, ...] = (_base, _machine, _firmware, _monitors, _serial, _display, _balloon, _disks,
+                                 _cdrom, _nics, _kernel)
+
+
+def build_argv(config: VmConfig, host: HostSetup, paths: VmPaths) -> list[str]:
+    """The full QEMU command line for `config`. Pure: same inputs, same list."""
+    return [arg for builder in BUILDERS for arg in builder(config, host, paths)]

@@ -1,0 +1,75 @@
+"""Finding QEMU's programs and their versions.
+
+Search order: HVDESK_QEMU_DIR alone when set (a private build, or tests); else PATH, then the
+places installers put QEMU on each OS.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hvdesk.core.errors import QemuMissingError
+
+KNOWN_DIRS = {
+    "linux": ["/usr/bin", "/usr/local/bin", "/usr/libexec", "/snap/bin"],
+    "darwin": ["/opt/homebrew/bin", "/usr/local/bin", "/opt/local/bin"],
+    "win32": [r"C:\Program Files\qemu"],
+}
+INSTALL_HINTS = {
+    "linux": "on Debian/Ubuntu: sudo apt install qemu-system-x86 qemu-utils; "
+    "on Fedora: sudo dnf install qemu-system-x86 qemu-img",
+    "darwin": "with Homebrew: brew install qemu",
+    "win32": "install QEMU for Windows (qemu.org/download) and add it to PATH, or set HVDESK_QEMU_DIR",
+}
+_VERSION = re.compile(r"version (\d+\.\d+(?:\.\d+)?)")
+
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def find_program(name: str) -> Path:
+    """Path of QEMU program `name` (e.g. "qemu-img"), or QemuMissingError saying how to install it."""
+    exe = name + (".exe" if sys.platform == "win32" else "")
+    override = os.environ.get("HVDESK_QEMU_DIR")
+    if override:
+        candidate = Path(override) / exe
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+        raise QemuMissingError(f"{name} not found in HVDESK_QEMU_DIR={override}")
+    found = shutil.which(exe)
+    if found:
+        return Path(found)
+    for folder in KNOWN_DIRS.get(sys.platform, []):
+        candidate = Path(folder) / exe
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    hint = INSTALL_HINTS.get(sys.platform, "install QEMU from your system's packages")
+    raise QemuMissingError(f"QEMU is not installed: {name} not found ({hint})")
+
+
+def find_emulator(arch: str | None = None) -> Path:
+    return find_program(f"qemu-system-{arch or host_arch()}")
+
+
+def find_qemu_img() -> Path:
+    return find_program("qemu-img")
+
+
+@functools.lru_cache(maxsize=8)
+def program_version(path: Path) -> str:
+    """"7.2.22" from `PROGRAM --version`; "unknown" if it does not say."""
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    match = _VERSION.search(out)
+    return match.group(1) if match else "unknown"

@@ -1,0 +1,88 @@
+"""One QMP connection, on qemu.qmp, with hvdesk's timeouts, errors and bounded event handling.
+
+qemu.qmp's default `events` listener keeps every event forever; we filter it to nothing and
+hand each event to a callback as it arrives instead, so a session that runs for weeks stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
+
+from hvdesk.core.errors import QemuError
+
+EventCallback = Callable[[str, dict, float], None]  # name, data, QEMU's timestamp (s)
+
+# qemu.qmp logs a traceback at ERROR level when QEMU goes away mid-session; for us that is
+# an expected end (the guest powered off), reported through our own state instead.
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+
+
+class _CallbackListener(EventListener):
+    def __init__(self, callback: EventCallback) -> None:
+        super().__init__()
+        self._callback = callback
+
+    async def put(self, event: Any) -> None:  # deliver at once; keep no queue or history
+        stamp = event.get("timestamp", {})
+        self._callback(event["event"], dict(event.get("data", {})),
+                       stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6)
+
+
+class QmpSession:
+    def __init__(self, name: str, on_event: EventCallback | None = None) -> None:
+        self._client = QMPClient(name)
+        self._client.events.event_filter = lambda _event: False
+        if on_event is not None:
+            self._client.register_listener(_CallbackListener(on_event))
+        self.name = name
+
+    @property
+    def connected(self) -> bool:
+        return self._client.runstate == Runstate.RUNNING
+
+    async def connect(self, socket_path: Path, timeout: float = 10.0) -> None:
+        """Connect and negotiate; retry while the socket is not there yet or is busy."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last_error: Exception | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                detail = f" ({last_error})" if last_error else ""
+                raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:.0f} s{detail}")
+            try:
+                await asyncio.wait_for(self._client.connect(str(socket_path)), remaining)
+                return
+            except (QMPError, OSError, asyncio.TimeoutError) as exc:
+                last_error = exc
+                await self._reset()
+                await asyncio.sleep(min(0.02, max(remaining, 0)))
+
+    async def execute(self, command: str, arguments: dict | None = None, timeout: float = 10.0) -> Any:
+        try:
+            return await asyncio.wait_for(self._client.execute(command, arguments), timeout)
+        except ExecuteError as exc:
+            raise QemuError(f"QEMU refused {command}: {exc.error.desc}") from None
+        except asyncio.TimeoutError:
+            raise QemuError(f"QEMU did not answer {command} within {timeout:.0f} s") from None
+        except (QMPError, OSError, EOFError) as exc:
+            raise QemuError(f"lost the connection to QEMU during {command} ({exc or type(exc).__name__})") from None
+
+    async def wait_closed(self) -> None:
+        """Return when QEMU ends the session (it exited) or we closed it."""
+        while self._client.runstate == Runstate.RUNNING:
+            await self._client.runstate_changed()
+
+    async def close(self) -> None:
+        await self._reset()
+
+    async def _reset(self) -> None:
+        try:
+            await self._client.disconnect()
+        except (QMPError, OSError, EOFError):
+            pass  # after QEMU quit, disconnect() re-raises the EOF that ended the session

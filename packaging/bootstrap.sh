@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Set up hvdesk from this checkout on Debian/Ubuntu, then run it:
+#   packaging/bootstrap.sh app [HVDESK ARGS...]    the app (with no args: its help, until the GUI lands)
+#   packaging/bootstrap.sh test [PYTEST ARGS...]   the layer contracts and the whole test suite
+# Installs what is missing from the distribution (with sudo when not root), creates .venv and
+# installs hvdesk into it. Safe to run again: it only does what is still undone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-app}
+shift || true
+case $mode in app|test) ;; *) echo "usage: $0 app|test [ARGS...]" >&2; exit 2 ;; esac
+
+packages=(python3 python3-venv python3-pip qemu-system-x86 qemu-utils ovmf)
+# The tests build their tiny guest from Debian packages with apt-get download + dpkg-deb.
+[[ $mode == test ]] && packages+=(apt dpkg)
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# apt-get download (the test guest) needs package lists even when nothing is missing.
+lists_empty=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' 2>/dev/null | head -1)
+if (( ${#missing[@]} )) || [[ -z $lists_empty ]]; then
+    echo "bootstrap: apt-get update${missing:+; installing ${missing[*]}}" >&2
+    as_root apt-get update -qq
+    (( ${#missing[@]} )) && as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "bootstrap: hvdesk needs Python 3.11 or newer ($python is $("$python" -V 2>&1)); set PYTHON=..." >&2
+    exit 1
+fi
+
+extras=$([[ $mode == test ]] && echo "[test]" || echo "")
+stamp=.venv/.hvdesk-installed$extras
+if [[ ! -x .venv/bin/python ]]; then
+    "$python" -m venv .venv
+fi
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e ".$extras"
+    touch "$stamp"
+fi
+
+if [[ $mode == app ]]; then
+    exec .venv/bin/hvdesk "$@"
+fi
+.venv/bin/lint-imports
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,73 @@
+"""Real QEMU (TCG) with the tiny guest: fixtures that create VMs and clean up every process
+they started, found by pid in this test's own runtime dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from hvdesk.core.paths import runtime_root
+from hvdesk.engine.library_ops import CreateRequest
+from hvdesk.engine.manager import Manager
+from hvdesk.qemu.process import is_alive, read_pid
+from tests.guest.build import TinyGuest, ensure_tiny_guest
+
+BOOT_TIMEOUT = 90.0  # generous: CI machines are shared and TCG is slow
+
+
+@pytest.fixture(scope="session")
+def tiny_guest() -> TinyGuest:
+    return ensure_tiny_guest()  # fails (never skips) if the guest cannot be built
+
+
+def kill_our_qemus() -> None:
+    root = runtime_root()
+    for pidfile in root.glob("*/qemu.pid"):
+        pid = read_pid(pidfile)
+        if pid is not None and is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+async def manager(hv_home: Path):
+    mgr = Manager()
+    await mgr.open()
+    yield mgr
+    await mgr.close()
+    kill_our_qemus()
+
+
+@pytest.fixture
+def guest_request(tiny_guest: TinyGuest):
+    def make(name: str, **fields) -> CreateRequest:
+        fields.setdefault("memory_mib", 256)
+        return CreateRequest(name=name, kernel=tiny_guest.kernel, initrd=tiny_guest.initrd,
+                             append=fields.pop("append", tiny_guest.append), **fields)
+    return make
+
+
+async def wait_for_serial(path: Path, text: str, count: int = 1, timeout: float = BOOT_TIMEOUT) -> float:
+    """Seconds until `text` has appeared `count` times in the serial log."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if path.read_text(errors="replace").count(text) >= count:
+                return time.monotonic() - start
+        except FileNotFoundError:
+            pass
+        await asyncio.sleep(0.05)
+    tail = path.read_text(errors="replace")[-2000:] if path.exists() else "(no serial log)"
+    raise AssertionError(f"{text!r} x{count} not seen in {path} within {timeout} s; serial tail:\n{tail}")
+
+
+async def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)

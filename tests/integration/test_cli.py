@@ -1,0 +1,113 @@
+"""The `hvdesk` command as a user runs it: a separate process per command, exit codes, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hvdesk.qemu.process import is_alive
+from tests.integration.conftest import kill_our_qemus, wait_for_serial
+
+pytestmark = pytest.mark.qemu
+
+
+def hv(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hvdesk", *args], capture_output=True, text=True,
+                          timeout=180, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def cli_home(hv_home):
+    yield hv_home
+    kill_our_qemus()
+
+
+def guest_args(guest) -> list[str]:
+    return ["--memory", "256M", "--kernel", str(guest.kernel), "--initrd", str(guest.initrd),
+            "--append", guest.append]
+
+
+async def test_full_cycle_through_the_cli(cli_home, tiny_guest):
+    assert hv("--version").stdout.startswith("hvdesk ")
+    done = hv("create", "cli vm", "--disk", "1G", "--cpus", "2", *guest_args(tiny_guest))
+    assert done.returncode == 0, done.stderr
+    assert "Created 'cli vm'" in done.stdout
+
+    done = hv("start", "CLI VM")  # names are matched ignoring case
+    assert done.returncode == 0, done.stderr
+    assert "accelerator TCG" in done.stdout
+
+    info = json.loads(hv("info", "cli vm", "--json").stdout)
+    assert info["state"] == "running" and is_alive(info["pid"])  # still running: the CLI exited
+    assert info["accelerator"] == {"name": "tcg", "reason": "set by HVDESK_ACCEL=tcg", "in_use": True}
+    assert (info["memory_mib"], info["cpus"], info["os"]) == (256, 2, "other")
+    assert info["disks"][0]["format"] == "qcow2" and info["disks"][0]["virtual_size"] == 1024**3
+    assert set(info["sockets"]) == {"qmp", "ctl", "vnc"}
+    await wait_for_serial(Path(info["serial_log"]), tiny_guest.marker)
+
+    listed = json.loads(hv("list", "--json").stdout)
+    assert [(v["name"], v["state"]) for v in listed] == [("cli vm", "running")]
+    assert hv("pause", "cli vm").stdout.strip() == "'cli vm' is paused"
+    assert json.loads(hv("list", "--json").stdout)[0]["state"] == "paused"
+    assert hv("resume", "cli vm").returncode == 0
+    assert hv("reset", "cli vm").returncode == 0
+    # the guest reboots; until its acpid runs again it would not hear the power button
+    await wait_for_serial(Path(info["serial_log"]), tiny_guest.marker, count=2)
+
+    done = hv("delete", "cli vm")
+    assert done.returncode == 1 and "stop it first" in done.stderr
+    done = hv("stop", "cli vm", "--timeout", "60")
+    assert done.returncode == 0, done.stderr
+    assert not is_alive(info["pid"])
+    assert json.loads(hv("list", "--json").stdout)[0]["state"] == "stopped"
+    assert hv("delete", "cli vm").returncode == 0
+    assert json.loads(hv("list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start", "ghost"], "no VM named 'ghost'"),
+    (["create", "bad/name"], "invalid VM name 'bad/name'"),
+    (["create", "x", "--iso", "/nonexistent.iso"], "ISO image /nonexistent.iso does not exist"),
+    (["create", "x", "--memory", "1T"], "more than this host has"),
+    (["create", "x", "--attach-disk", "/etc"], "disk image /etc is not a file"),
+])
+def test_user_errors_exit_1_with_one_line(cli_home, args, message):
+    done = hv(*args)
+    assert done.returncode == 1
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["start"], ["frobnicate"], ["create", "x", "--memory", "lots"], ["create", "x", "--disk", "-3G"],
+    ["stop", "x", "--timeout", "0"], ["create", "x", "--disk", "1G", "--attach-disk", "/a"],
+])
+def test_usage_errors_exit_2(cli_home, args):
+    assert hv(*args).returncode == 2
+
+
+def test_missing_qemu_is_a_clear_error(cli_home, tiny_guest, tmp_path):
+    assert hv("create", "q", *guest_args(tiny_guest)).returncode == 0
+    done = hv("start", "q", env={"HVDESK_QEMU_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert f"qemu-system-x86_64 not found in HVDESK_QEMU_DIR={tmp_path}" in done.stderr
+    assert json.loads(hv("list", "--json").stdout)[0]["state"] == "stopped"
+
+
+def test_corrupt_config_is_shown_inaccessible_and_others_still_work(cli_home, tiny_guest):
+    assert hv("create", "fine", *guest_args(tiny_guest)).returncode == 0
+    assert hv("create", "broken", *guest_args(tiny_guest)).returncode == 0
+    (cli_home / "VMs" / "broken" / "vm.toml").write_text("schema = 1\nname = 'broken'\ncpus = 'many'\n")
+    listed = {v["name"]: v for v in json.loads(hv("list", "--json").stdout)}
+    assert listed["fine"]["state"] == "stopped"
+    assert listed["broken"]["state"] == "inaccessible"
+    assert "cpus: expected int, found str 'many'" in listed["broken"]["reason"]
+    assert "inaccessible" in hv("list").stdout
+    done = hv("start", "broken")
+    assert done.returncode == 1 and "inaccessible" in done.stderr
+    assert hv("delete", "broken").returncode == 0  # an inaccessible VM can still be removed
+    assert [v["name"] for v in json.loads(hv("list", "--json").stdout)] == ["fine"]

@@ -1,0 +1,79 @@
+"""Golden command lines for representative VMs. After an intended change, run
+`pytest tests/unit/test_argv_golden.py --regenerate-golden` and review the diff of tests/golden/argv."""
+
+from pathlib import Path
+
+import pytest
+
+from hvdesk.core.config import (Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward,
+                                VmConfig)
+from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "argv"
+UUID = "6f1c2a50-0000-4000-8000-00000000c0de"
+MAC = "52:54:00:00:00:01"
+
+
+def vm(name: str, **fields) -> VmConfig:
+    fields.setdefault("nics", [Nic(mac=MAC)])
+    return VmConfig(name=name, uuid=UUID, **fields).validate()
+
+
+CASES = {
+    "bios-minimal": vm("minimal", memory_mib=512),
+    "uefi-disks-cd": vm("Windows 11", os="win11", firmware="uefi", memory_mib=4096, cpus=4,
+                        disks=[Disk("disk0.qcow2", "qcow2"), Disk("/data/old,disk.vmdk", "vmdk", bus="sata",
+                                                                 created=False)],
+                        cdrom=CdDrive(iso="/isos/Win11_23H2.iso"), boot_order=["cdrom", "disk"]),
+    "pc-ide-e1000-forwards": vm("legacy", machine="pc", disks=[Disk("disk0.img", "raw", bus="ide")],
+                                cdrom=CdDrive(bus="ide"),
+                                nics=[Nic(model="e1000", mac=MAC, forwards=[PortForward("tcp", 2222, 22),
+                                                                            PortForward("udp", 5353, 53)])]),
+    "kernel-boot-headless": vm("tiny", memory_mib=256, cdrom=None, kernel=KernelBoot(
+        "/guest/vmlinuz", "/guest/initrd.gz", "console=ttyS0 quiet"), balloon=Balloon(enabled=False),
+        display=Display(vnc=False, vga="none", tablet=False), nics=[]),
+    "network-boot-two-nics": vm("pxe", boot_order=["network", "disk"], disks=[Disk("disk0.qcow2", "qcow2")],
+                                nics=[Nic(mac=MAC), Nic(model="rtl8139", mac="52:54:00:00:00:02")],
+                                balloon=Balloon(free_page_reporting=False, deflate_on_oom=False)),
+}
+
+
+def argv_for(config: VmConfig) -> list[str]:
+    host = HostSetup(Path("/usr/bin/qemu-system-x86_64"), "tcg", uefi_code=Path("/usr/share/OVMF/OVMF_CODE_4M.fd"))
+    paths = VmPaths(vm_dir=Path("/home/u/.local/share/hvdesk/VMs") / config.name,
+                    run_dir=Path("/run/user/1000/hvdesk/0f0f0f0f") / config.uuid)
+    return build_argv(config, host, paths)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_argv_matches_golden(case, regenerate):
+    text = "\n".join(argv_for(CASES[case])) + "\n"
+    golden = GOLDEN / f"{case}.argv"
+    if regenerate:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.exists(), f"no golden file {golden}: run with --regenerate-golden"
+    assert text == golden.read_text()
+
+
+def test_builder_is_pure():
+    config = CASES["uefi-disks-cd"]
+    assert argv_for(config) == argv_for(config)
+
+
+def test_commas_in_paths_cannot_inject_options():
+    config = vm("x", kernel=KernelBoot("/k"), cdrom=None)
+    host = HostSetup(Path("/q"), "tcg")
+    argv = build_argv(config, host, VmPaths(Path("/v,evil=1"), Path("/r,server=off")))
+    assert "socket,id=qmp,path=/r,,server=off/qmp.sock,server=on,wait=off" in argv
+    assert "file,id=serial0,path=/v,,evil=1/logs/serial.log" in argv
+
+
+def test_hardware_accel_uses_host_cpu():
+    argv = build_argv(CASES["bios-minimal"], HostSetup(Path("/q"), "kvm"), VmPaths(Path("/v"), Path("/r")))
+    assert argv[argv.index("-accel") + 1] == "kvm" and argv[argv.index("-cpu") + 1] == "host"
+
+
+def test_uefi_without_firmware_is_a_programming_error():
+    with pytest.raises(ValueError, match="uefi_code"):
+        build_argv(CASES["uefi-disks-cd"], HostSetup(Path("/q"), "tcg"), VmPaths(Path("/v"), Path("/r")))

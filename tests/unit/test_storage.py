@@ -1,0 +1,85 @@
+import os
+import stat
+
+import pytest
+
+from hvdesk.core.config import VmConfig
+from hvdesk.core.errors import ConfigError, NotFoundError
+from hvdesk.core.storage import Library, atomic_write
+
+
+def test_create_and_scan(tmp_path):
+    lib = Library(tmp_path / "VMs")
+    folder = lib.create_folder(VmConfig(name="Alpha").validate())
+    lib.create_folder(VmConfig(name="beta").validate())
+    assert [e.name for e in lib.scan()] == ["Alpha", "beta"]
+    assert lib.find("ALPHA").folder == folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "vm.toml").stat().st_mode) == 0o600
+
+
+def test_names_are_unique_ignoring_case(tmp_path):
+    lib = Library(tmp_path / "VMs")
+    lib.create_folder(VmConfig(name="Alpha").validate())
+    with pytest.raises(ConfigError, match="already exists"):
+        lib.create_folder(VmConfig(name="alpha").validate())
+
+
+def test_unknown_vm(tmp_path):
+    with pytest.raises(NotFoundError, match="no VM named 'ghost'"):
+        Library(tmp_path / "VMs").find("ghost")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"name = \"x\"\nmemory_mib = [", "not valid TOML"),
+    (b"\xff\xfe garbage", "not valid TOML"),
+    (b"schema = 1\nname = \"bad\"\nmemory_mib = -5\n", "memory_mib: -5 is out of range"),
+    (b"", "schema: expected 1"),
+])
+def test_broken_config_is_inaccessible_not_fatal(tmp_path, content, reason):
+    lib = Library(tmp_path / "VMs")
+    lib.create_folder(VmConfig(name="good").validate())
+    broken = lib.create_folder(VmConfig(name="broken").validate())
+    (broken / "vm.toml").write_bytes(content)
+    entries = {e.name: e for e in lib.scan()}
+    assert entries["good"].accessible
+    assert not entries["broken"].accessible
+    assert reason in entries["broken"].error
+
+
+def test_unreadable_config(tmp_path):
+    if os.getuid() == 0:
+        # root reads 0000 files; a directory where vm.toml should be is unreadable for everyone
+        lib = Library(tmp_path / "VMs")
+        folder = lib.create_folder(VmConfig(name="x").validate())
+        (folder / "vm.toml").unlink()
+        (folder / "vm.toml").mkdir()
+        assert "cannot read" in lib.scan()[0].error
+    else:
+        lib = Library(tmp_path / "VMs")
+        folder = lib.create_folder(VmConfig(name="x").validate())
+        os.chmod(folder / "vm.toml", 0)
+        assert "cannot read" in lib.scan()[0].error
+
+
+def test_atomic_write_keeps_old_content_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "vm.toml"
+    atomic_write(target, b"old")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["vm.toml"]  # no temp file left behind
+
+
+def test_folder_left_by_deleted_vm_is_not_a_vm_and_does_not_block_the_name(tmp_path):
+    lib = Library(tmp_path / "VMs")
+    old = lib.create_folder(VmConfig(name="x").validate())
+    (old / "vm.toml").unlink()  # what `delete --keep-disks` leaves: disks only
+    (old / "disk0.qcow2").write_bytes(b"disk")
+    assert lib.scan() == []
+    new = lib.create_folder(VmConfig(name="x").validate())
+    assert new.name == "x-2" and lib.find("x").folder == new
