@@ -11,7 +11,9 @@ from pathlib import Path
 from hvdesk import __version__
 from hvdesk.cli import commands
 from hvdesk.core.errors import HvdeskError
+from hvdesk.core.paths import cache_dir
 from hvdesk.core.units import parse_size
+from hvdesk.qemu.binaries import find_emulator, program_version
 
 MIB = 1024 * 1024
 
@@ -43,9 +45,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _VersionAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            emulator = find_emulator()
+            qemu = f"QEMU {program_version(emulator, cache_dir())} ({emulator})"
+        except HvdeskError as exc:
+            qemu = str(exc)
+        print(f"hvdesk {__version__}\n{qemu}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hvdesk", description="Create, run and manage QEMU virtual machines.")
-    parser.add_argument("--version", action="version", version=f"hvdesk {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show hvdesk's and QEMU's versions")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="list the VMs and their states")

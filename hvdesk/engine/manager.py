@@ -242,6 +242,7 @@ class Manager:
             config, paths = machine.config, machine.paths
             _check_files(machine)
             emulator = binaries.find_emulator()
+            binaries.check_version(emulator, cache_dir())
             choice = accel.choose(config.accel, emulator, cache_dir())
             host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
             argv = build_argv(config, host, paths)

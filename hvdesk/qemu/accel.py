@@ -4,14 +4,12 @@
 it: a few bytes of firmware that write to QEMU's debug-exit port, run with the CPU model we would
 use (`-cpu host`). An accelerator that opens but cannot run guests (e.g. KVM on nested PVM, where
 `-cpu host` aborts with "failed to set MSR") fails that probe, and the VM gets TCG with the reason.
-Results are cached per QEMU binary and host kernel, so the probe runs once, not per start.
+Results are cached per QEMU binary and host kernel (hostcache), so the probe runs once, not per start.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,12 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 from hvdesk.core.errors import ConfigError
+from hvdesk.qemu import hostcache
 
 HARDWARE_ACCEL = {"linux": "kvm", "darwin": "hvf", "win32": "whpx"}
 ACCEL_NAMES = {"kvm": "KVM", "hvf": "Hypervisor.framework", "whpx": "Windows Hypervisor Platform", "tcg": "TCG"}
 PROBE_EXIT = 0x2A  # written by the probe firmware; QEMU exits with (value << 1) | 1
 PROBE_TIMEOUT = 10.0
-PROBE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -83,37 +81,11 @@ def _check_known(name: str, source: str) -> None:
         raise ConfigError(f"{source}: unknown accelerator {name!r} (use auto, kvm, hvf, whpx or tcg)")
 
 
-def _cache_key(emulator: Path, accel: str) -> str:
-    try:
-        stat = emulator.stat()
-        binary = f"{emulator}:{stat.st_size}:{int(stat.st_mtime)}"
-    except OSError:
-        binary = str(emulator)
-    return f"v{PROBE_VERSION}|{accel}|{binary}|{platform.release()}"
-
-
 def _cached_probe(emulator: Path, accel: str, cache_dir: Path | None, prober: Prober) -> ProbeResult:
-    cache_file = cache_dir / "accel-probe.json" if cache_dir else None
-    key = _cache_key(emulator, accel)
-    cached: dict = {}
-    if cache_file and cache_file.is_file():
-        try:
-            cached = json.loads(cache_file.read_text())
-        except (OSError, ValueError):
-            cached = {}
-    if key in cached:
-        return ProbeResult(**cached[key])
-    result = prober(emulator, accel)
-    if cache_file:
-        cached[key] = {"ok": result.ok, "detail": result.detail}
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cached, indent=1))
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass  # a cache we cannot write only costs another probe next time
-    return result
+    def run() -> dict:
+        result = prober(emulator, accel)
+        return {"ok": result.ok, "detail": result.detail}
+    return ProbeResult(**hostcache.remembered(cache_dir, hostcache.binary_key(emulator, f"probe-{accel}"), run))
 
 
 def probe_firmware() -> bytes:

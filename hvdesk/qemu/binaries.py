@@ -6,7 +6,6 @@ places installers put QEMU on each OS.
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import re
@@ -15,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hvdesk.core.errors import QemuMissingError
+from hvdesk.core.errors import QemuError, QemuMissingError
+from hvdesk.qemu import hostcache
 
 KNOWN_DIRS = {
     "linux": ["/usr/bin", "/usr/local/bin", "/usr/libexec", "/snap/bin"],
@@ -28,6 +28,7 @@ INSTALL_HINTS = {
     "darwin": "with Homebrew: brew install qemu",
     "win32": "install QEMU for Windows (qemu.org/download) and add it to PATH, or set HVDESK_QEMU_DIR",
 }
+MIN_VERSION = (6, 2)  # Ubuntu 22.04's; JSON -blockdev, free-page-reporting, -accel all present
 _VERSION = re.compile(r"version (\d+\.\d+(?:\.\d+)?)")
 
 
@@ -64,12 +65,23 @@ def find_qemu_img() -> Path:
     return find_program("qemu-img")
 
 
-@functools.lru_cache(maxsize=8)
-def program_version(path: Path) -> str:
-    """"7.2.22" from `PROGRAM --version`; "unknown" if it does not say."""
-    try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    match = _VERSION.search(out)
-    return match.group(1) if match else "unknown"
+def program_version(path: Path, cache_dir: Path | None = None) -> str:
+    """"7.2.22" from `PROGRAM --version` (remembered per binary); "unknown" if it does not say."""
+    def ask() -> dict:
+        try:
+            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return {"version": "unknown"}
+        match = _VERSION.search(out)
+        return {"version": match.group(1) if match else "unknown"}
+    return hostcache.remembered(cache_dir, hostcache.binary_key(path, "version"), ask)["version"]
+
+
+def check_version(path: Path, cache_dir: Path | None = None) -> str:
+    """The emulator's version; QemuError if it is older than hvdesk supports."""
+    version = program_version(path, cache_dir)
+    parts = tuple(int(p) for p in version.split(".")[:2]) if version != "unknown" else MIN_VERSION
+    if parts < MIN_VERSION:
+        raise QemuError(f"QEMU {version} at {path} is too old: hvdesk needs "
+                        f"{'.'.join(map(str, MIN_VERSION))} or newer")
+    return version

@@ -63,7 +63,7 @@ def _from_descriptors(machine: str, secure_boot: bool):
                        for t in targets):
                 continue
             features = set(desc.get("features", []))
-            if ("secure-boot" in features) != secure_boot or "amd-sev" in features:
+            if ("secure-boot" in features) != secure_boot or "requires-smm" in features:
                 continue
             code = Path(mapping["executable"]["filename"])
             vars_template = Path(mapping["nvram-template"]["filename"])

@@ -15,6 +15,7 @@ from hvdesk.core.paths import runtime_root
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.qemu.process import is_alive, read_pid
+from hvdesk.qemu.qmp import QmpSession
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
 BOOT_TIMEOUT = 90.0  # generous: CI machines are shared and TCG is slow
@@ -39,6 +40,23 @@ async def manager(hv_home: Path):
     await mgr.open()
     yield mgr
     await mgr.close()
+    kill_our_qemus()
+
+
+@pytest.fixture
+async def engines(hv_home: Path):
+    """Makes more Managers, as separate app or CLI processes would have; at the end closes them
+    all and kills the QEMUs this test started."""
+    made: list[Manager] = []
+
+    async def make(**options) -> Manager:
+        engine = Manager(**options)
+        await engine.open()
+        made.append(engine)
+        return engine
+    yield make
+    for engine in made:
+        await engine.close()
     kill_our_qemus()
 
 
@@ -71,3 +89,13 @@ async def wait_until(predicate, timeout: float = 30.0, what: str = "condition") 
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def qmp_call(machine, command: str):
+    """A command on the VM's short-command socket, independent of the engine under test."""
+    session = QmpSession("test")
+    await session.connect(machine.paths.ctl_socket)
+    try:
+        return await session.execute(command)
+    finally:
+        await session.close()

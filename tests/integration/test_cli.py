@@ -111,3 +111,14 @@ def test_corrupt_config_is_shown_inaccessible_and_others_still_work(cli_home, ti
     assert done.returncode == 1 and "inaccessible" in done.stderr
     assert hv("delete", "broken").returncode == 0  # an inaccessible VM can still be removed
     assert [v["name"] for v in json.loads(hv("list", "--json").stdout)] == ["fine"]
+
+
+def test_too_old_qemu_is_refused(cli_home, tiny_guest, tmp_path):
+    # An old QEMU cannot be installed here, so a stand-in script answers --version like QEMU 5.2.
+    fake = tmp_path / "qemu-system-x86_64"
+    fake.write_text("#!/bin/sh\necho 'QEMU emulator version 5.2.0 (Debian 1:5.2+dfsg-11)'\n")
+    fake.chmod(0o755)
+    assert hv("create", "old", *guest_args(tiny_guest)).returncode == 0
+    done = hv("start", "old", env={"HVDESK_QEMU_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert "QEMU 5.2.0 at" in done.stderr and "is too old: hvdesk needs 6.2 or newer" in done.stderr

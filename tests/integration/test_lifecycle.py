@@ -10,23 +10,16 @@ import stat
 import pytest
 
 from hvdesk.core.errors import StateError
-from hvdesk.engine.manager import Manager
 from hvdesk.engine.states import VmState
 from hvdesk.qemu.process import is_alive
-from hvdesk.qemu.qmp import QmpSession
 from tests.guest.build import POWEROFF_MARKER
-from tests.integration.conftest import wait_for_serial, wait_until
+from tests.integration.conftest import qmp_call, wait_for_serial, wait_until
 
 pytestmark = pytest.mark.qemu
 
 
 async def query_status(machine) -> str:
-    session = QmpSession("test")
-    await session.connect(machine.paths.ctl_socket)
-    try:
-        return (await session.execute("query-status"))["status"]
-    finally:
-        await session.close()
+    return (await qmp_call(machine, "query-status"))["status"]
 
 
 async def test_boot_to_marker_and_acpi_stop(manager, guest_request, tiny_guest):
@@ -91,97 +84,70 @@ async def test_force_off_at_once_and_after_timeout(manager, guest_request, tiny_
     assert machine.state == VmState.STOPPED and machine.reason == ""
 
 
-async def test_killed_qemu_is_aborted_with_log_kept(manager, guest_request, tiny_guest, hv_home):
+async def test_killed_qemu_is_aborted_with_log_kept(manager, engines, guest_request, tiny_guest):
     await manager.create(guest_request("victim"))
     machine = await manager.start("victim")
     await wait_for_serial(machine.paths.serial_log, tiny_guest.marker)
     os.kill(machine.pid, signal.SIGKILL)
     await wait_until(lambda: not is_alive(machine.pid), what="QEMU to die")
 
-    fresh = Manager()  # a new engine, as after an app restart, finds it aborted
-    await fresh.open()
+    fresh = await engines()  # a new engine, as after an app restart, finds it aborted
     found = fresh.get("victim")
     assert found.state == VmState.ABORTED
     assert "ended without a clean exit" in found.reason and str(found.paths.qemu_log) in found.reason
     assert found.paths.serial_log.read_text().count(tiny_guest.marker) == 1  # the logs are kept
     assert not found.paths.run_dir.exists()  # stale sockets and pidfile are cleaned up
-    await fresh.close()
 
-    again = Manager()  # still aborted for the next one, until it is started again
-    await again.open()
+    again = await engines()  # still aborted for the next one, until it is started again
     assert again.get("victim").state == VmState.ABORTED
     await again.start("victim")
     assert again.get("victim").state == VmState.RUNNING and again.get("victim").reason == ""
     await again.stop("victim", force=True, timeout=0)
-    await again.close()
 
 
-async def test_watching_engine_follows_events_and_a_kill(hv_home, guest_request, tiny_guest):
-    watcher = Manager(watch=True, poll_interval=0.2)
-    await watcher.open()
+async def test_watching_engine_follows_events_and_a_kill(engines, guest_request, tiny_guest):
+    watcher = await engines(watch=True, poll_interval=0.2)
     changes = []
     watcher.subscribe(lambda m: changes.append((m.name, str(m.state))))
-    try:
-        await watcher.create(guest_request("w"))
-        machine = await watcher.start("w")
-        await wait_for_serial(machine.paths.serial_log, tiny_guest.marker)
+    await watcher.create(guest_request("w"))
+    machine = await watcher.start("w")
+    await wait_for_serial(machine.paths.serial_log, tiny_guest.marker)
 
-        cli = Manager()  # another process's engine (the CLI) pauses it: the watcher hears STOP
-        await cli.open()
-        await cli.pause("w")
-        await wait_until(lambda: machine.state == VmState.PAUSED, 5, "STOP event")
-        await cli.resume("w")
-        await wait_until(lambda: machine.state == VmState.RUNNING, 5, "RESUME event")
-        await cli.close()
+    cli = await engines()  # another process's engine (the CLI) pauses it: the watcher hears STOP
+    await cli.pause("w")
+    await wait_until(lambda: machine.state == VmState.PAUSED, 5, "STOP event")
+    await cli.resume("w")
+    await wait_until(lambda: machine.state == VmState.RUNNING, 5, "RESUME event")
 
-        os.kill(machine.pid, signal.SIGKILL)
-        await wait_until(lambda: machine.state == VmState.ABORTED, 10, "aborted after kill -9")
-        assert ("w", "paused") in changes and ("w", "aborted") in changes
-    finally:
-        await watcher.close()
-        from tests.integration.conftest import kill_our_qemus
-        kill_our_qemus()
+    os.kill(machine.pid, signal.SIGKILL)
+    await wait_until(lambda: machine.state == VmState.ABORTED, 10, "aborted after kill -9")
+    assert ("w", "paused") in changes and ("w", "aborted") in changes
 
 
-async def test_new_engine_adopts_running_vm(hv_home, guest_request, tiny_guest):
-    first = Manager(watch=True)
-    await first.open()
+async def test_new_engine_adopts_running_vm(engines, guest_request, tiny_guest):
+    first = await engines(watch=True)
     await first.create(guest_request("adopt"))
     machine = await first.start("adopt")
     pid = machine.pid
     await first.close()  # the app exits; the VM must keep running
     assert is_alive(pid)
 
-    second = Manager(watch=True, poll_interval=0.2)
-    await second.open()
-    try:
-        adopted = second.get("adopt")
-        assert adopted.state == VmState.RUNNING and adopted.pid == pid and adopted.session is not None
-        await wait_for_serial(adopted.paths.serial_log, tiny_guest.marker)
-        await second.stop("adopt", timeout=60)  # through the adopted session, guest powers off
-        assert adopted.state == VmState.STOPPED and not is_alive(pid)
-    finally:
-        await second.close()
-        from tests.integration.conftest import kill_our_qemus
-        kill_our_qemus()
+    second = await engines(watch=True, poll_interval=0.2)
+    adopted = second.get("adopt")
+    assert adopted.state == VmState.RUNNING and adopted.pid == pid and adopted.session is not None
+    await wait_for_serial(adopted.paths.serial_log, tiny_guest.marker)
+    await second.stop("adopt", timeout=60)  # through the adopted session, guest powers off
+    assert adopted.state == VmState.STOPPED and not is_alive(pid)
 
 
-async def test_watcher_sees_vm_started_elsewhere(hv_home, guest_request):
-    watcher = Manager(watch=True, poll_interval=0.2)
-    await watcher.open()
-    cli = Manager()
-    await cli.open()
-    try:
-        await cli.create(guest_request("elsewhere"))
-        await wait_until(lambda: any(m.name == "elsewhere" for m in watcher.machines()), 5, "new VM listed")
-        await cli.start("elsewhere")
-        machine = watcher.get("elsewhere")
-        await wait_until(lambda: machine.state == VmState.RUNNING and machine.session is not None, 5,
-                         "watcher to adopt the VM")
-        await cli.stop("elsewhere", force=True, timeout=0)
-        await wait_until(lambda: machine.state == VmState.STOPPED, 5, "watcher to see it stopped")
-    finally:
-        await cli.close()
-        await watcher.close()
-        from tests.integration.conftest import kill_our_qemus
-        kill_our_qemus()
+async def test_watcher_sees_vm_started_elsewhere(engines, guest_request):
+    watcher = await engines(watch=True, poll_interval=0.2)
+    cli = await engines()
+    await cli.create(guest_request("elsewhere"))
+    await wait_until(lambda: any(m.name == "elsewhere" for m in watcher.machines()), 5, "new VM listed")
+    await cli.start("elsewhere")
+    machine = watcher.get("elsewhere")
+    await wait_until(lambda: machine.state == VmState.RUNNING and machine.session is not None, 5,
+                     "watcher to adopt the VM")
+    await cli.stop("elsewhere", force=True, timeout=0)
+    await wait_until(lambda: machine.state == VmState.STOPPED, 5, "watcher to see it stopped")
