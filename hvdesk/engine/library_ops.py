@@ -92,12 +92,12 @@ async def _plan(manager: Manager, request: CreateRequest) -> VmConfig:
                       firmware=request.firmware or os_preset.firmware,
                       machine=request.machine or os_preset.machine, notes=request.notes)
     if request.attach_disk is not None:
-        config.disks.append(await _existing_disk(manager, request.attach_disk))
+        config.disks.append(await existing_disk(manager, request.attach_disk))
     if request.iso is not None:
-        config.cdrom = CdDrive(iso=str(_existing_file(request.iso, "ISO image")))
+        config.cdrom = CdDrive(iso=str(existing_file(request.iso, "ISO image")))
     if request.kernel is not None:
-        config.kernel = KernelBoot(kernel=str(_existing_file(request.kernel, "kernel")),
-                                   initrd=str(_existing_file(request.initrd, "initrd")) if request.initrd else "",
+        config.kernel = KernelBoot(kernel=str(existing_file(request.kernel, "kernel")),
+                                   initrd=str(existing_file(request.initrd, "initrd")) if request.initrd else "",
                                    append=request.append)
     elif request.initrd is not None or request.append:
         raise ConfigError("--initrd and --append need --kernel")
@@ -108,7 +108,7 @@ async def _plan(manager: Manager, request: CreateRequest) -> VmConfig:
     return config.validate()
 
 
-def _existing_file(path: Path, what: str) -> Path:
+def existing_file(path: Path, what: str) -> Path:
     path = path.expanduser().resolve()
     if not path.exists():
         raise NotFoundError(f"{what} {path} does not exist")
@@ -119,8 +119,8 @@ def _existing_file(path: Path, what: str) -> Path:
     return path
 
 
-async def _existing_disk(manager: Manager, path: Path) -> Disk:
-    path = _existing_file(path, "disk image")
+async def existing_disk(manager: Manager, path: Path) -> Disk:
+    path = existing_file(path, "disk image")
     try:
         info = await images.info(path)
     except DiskInUseError:

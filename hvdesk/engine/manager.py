@@ -248,7 +248,7 @@ class Manager:
             argv = build_argv(config, host, paths)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
-            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv)
+            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict())
             runtime.write_run_info(paths, run)
             previous = machine.state
             self._set(machine, VmState.STARTING)
@@ -316,7 +316,7 @@ class Manager:
                 raise StateError(f"{machine.name!r} is paused, so its guest cannot see the power button: "
                                  "resume it first, or force it off")
             if timeout > 0 and machine.state != VmState.PAUSED:
-                await self._command(machine, "system_powerdown")
+                await self.command(machine, "system_powerdown")
                 self._set(machine, VmState.STOPPING, "ACPI shutdown requested")
                 if await wait_gone(machine.pid, timeout):
                     await self._settle_exit(machine, expected=True)
@@ -333,7 +333,7 @@ class Manager:
         machine.expect_exit = True
         pid = machine.pid
         try:
-            await self._command(machine, "quit", timeout=3.0)
+            await self.command(machine, "quit", timeout=3.0)
         except QemuError:
             pass
         if pid is not None and not await wait_gone(pid, QUIT_GRACE):
@@ -359,7 +359,7 @@ class Manager:
         async with self.lock(machine):
             await self.refresh_state(machine)
             machine.require(*allowed, action=action)
-            await self._command(machine, command)
+            await self.command(machine, command)
             if after is not None:
                 self._set(machine, after)
             return machine
@@ -387,7 +387,7 @@ class Manager:
         finally:
             await session.close()
 
-    async def _command(self, machine: Machine, command: str, arguments: dict | None = None,
+    async def command(self, machine: Machine, command: str, arguments: dict | None = None,
                        timeout: float = 10.0) -> object:
         async with self._qmp(machine) as qmp:
             return await qmp.execute(command, arguments, timeout=timeout)
@@ -420,6 +420,19 @@ class Manager:
 
     async def delete(self, name: str, *, keep_disks: bool = False) -> DeleteResult:
         return await library_ops.delete(self, name, keep_disks=keep_disks)
+
+    def reload(self, machine: Machine) -> None:
+        """Take the VM's saved config from disk (after an edit) and tell the listeners."""
+        machine.entry = self.library.load(machine.entry.folder)
+        self._library_stamp = self._scan_stamp()
+        self._emit(machine)
+
+    def moved(self, machine: Machine, folder: Path) -> None:
+        """The VM's folder was renamed (a rename of the VM)."""
+        self._machines.pop(machine.entry.folder, None)
+        self._locks[folder] = self._locks.pop(machine.entry.folder, asyncio.Lock())
+        machine.entry = self.library.load(folder)
+        self._machines[folder] = machine
 
     def forget(self, machine: Machine) -> None:
         self._machines.pop(machine.entry.folder, None)

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hvdesk.core.paths import make_private_dir, runtime_root
@@ -36,6 +36,7 @@ class RunInfo:
     accel_reason: str
     started_at: float
     argv: list[str]
+    config: dict = field(default_factory=dict)  # the settings QEMU was started with
 
 
 def write_run_info(paths: VmPaths, info: RunInfo) -> None:

@@ -1,0 +1,162 @@
+"""Changing a VM's settings and disks.
+
+Settings are saved at once. A running VM takes the CD live (over QMP), and disk growth live
+(`block_resize`); everything else it takes at its next start, and `pending_changes` says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hvdesk.core.config import CdDrive, Disk, VmConfig
+from hvdesk.core.errors import ConfigError, DiskError, StateError
+from hvdesk.core.names import name_key, validate_name
+from hvdesk.engine.library_ops import existing_disk, existing_file
+from hvdesk.engine.machine import Machine
+from hvdesk.engine.states import VmState
+from hvdesk.qemu import images
+from hvdesk.qemu.argv import CD_ID
+
+if TYPE_CHECKING:
+    from hvdesk.engine.manager import Manager
+
+# Settings a running VM takes without a restart.
+LIVE_FIELDS = {"name", "notes", "cdrom", "disks"}
+
+
+def pending_changes(machine: Machine) -> list[str]:
+    """Settings saved since the running QEMU started that it has not taken (empty when stopped)."""
+    if not machine.state.active or machine.run is None or not machine.run.config:
+        return []
+    started = machine.run.config
+    now = machine.config.to_dict()
+    return sorted(k for k in now.keys() | started.keys()
+                  if k not in LIVE_FIELDS and k != "schema" and now.get(k) != started.get(k))
+
+
+async def save_settings(manager: Manager, name: str, config: VmConfig) -> Machine:
+    """Save edited settings; a changed CD is also applied live to a running VM."""
+    machine = manager.get(name)
+    async with manager.lock(machine):
+        await manager.refresh_state(machine)
+        config = dataclasses.replace(config).validate()
+        old = machine.config
+        if config.uuid != old.uuid:
+            raise ConfigError("uuid: a VM's uuid cannot change")
+        if [d.path for d in config.disks] != [d.path for d in old.disks] and machine.state.active:
+            raise StateError(f"cannot change the disks of {machine.name!r} while it is {machine.state}")
+        if config.name != old.name:
+            _rename(manager, machine, config.name)
+        if machine.state.active and _iso(config) != _iso(old):
+            await _change_medium(manager, machine, _iso(config))
+        manager.library.save(machine.entry.folder, config)
+        manager.reload(machine)
+        return machine
+
+
+def _iso(config: VmConfig) -> str | None:
+    return config.cdrom.iso if config.cdrom else None
+
+
+def _rename(manager: Manager, machine: Machine, new_name: str) -> None:
+    validate_name(new_name)
+    if machine.state.active:
+        raise StateError(f"cannot rename {machine.name!r} while it is {machine.state}")
+    if any(name_key(m.name) == name_key(new_name) for m in manager.machines() if m is not machine):
+        raise ConfigError(f"a VM named {new_name!r} already exists (names ignore case)")
+    folder = machine.entry.folder
+    target = folder.parent / new_name
+    if name_key(target.name) != name_key(folder.name) and not target.exists():
+        os.rename(folder, target)  # the folder follows the name when it can
+        manager.moved(machine, target)
+
+
+async def set_cd(manager: Manager, name: str, iso: Path | None) -> Machine:
+    """Insert an ISO into the VM's CD drive (None ejects), live when it runs."""
+    machine = manager.get(name)
+    config = dataclasses.replace(machine.config)
+    if config.cdrom is None:
+        if machine.state.active:
+            raise StateError(f"{machine.name!r} has no CD drive; add one while it is stopped")
+        config.cdrom = CdDrive()
+    path = str(existing_file(iso, "ISO image")) if iso is not None else ""
+    config.cdrom = dataclasses.replace(config.cdrom, iso=path)
+    return await save_settings(manager, name, config)
+
+
+async def _change_medium(manager: Manager, machine: Machine, iso: str | None) -> None:
+    if iso is None:
+        raise StateError(f"cannot remove the CD drive of {machine.name!r} while it runs")
+    if iso:
+        await manager.command(machine, "blockdev-change-medium", {
+            "id": CD_ID, "filename": iso, "format": "raw", "read-only-mode": "read-only"})
+    else:
+        await manager.command(machine, "eject", {"id": CD_ID, "force": True})
+
+
+async def add_new_disk(manager: Manager, name: str, size: int, bus: str = "virtio") -> Machine:
+    machine = await _stopped(manager, name, "add a disk to")
+    taken = {Path(d.path).name for d in machine.config.disks}
+    number = next(n for n in range(len(taken) + 1) if f"disk{n}.qcow2" not in taken)
+    filename = f"disk{number}.qcow2"
+    await images.create(machine.entry.folder / filename, size)
+    config = dataclasses.replace(machine.config, disks=[*machine.config.disks,
+                                                        Disk(filename, "qcow2", bus=bus, created=True)])
+    try:
+        return await save_settings(manager, name, config)
+    except BaseException:
+        (machine.entry.folder / filename).unlink(missing_ok=True)
+        raise
+
+
+async def attach_disk(manager: Manager, name: str, path: Path, bus: str = "virtio") -> Machine:
+    machine = await _stopped(manager, name, "attach a disk to")
+    disk = dataclasses.replace(await existing_disk(manager, path), bus=bus)
+    if any(machine.paths.resolve(d.path) == Path(disk.path) for d in machine.config.disks):
+        raise ConfigError(f"{disk.path} is already attached to {machine.name!r}")
+    config = dataclasses.replace(machine.config, disks=[*machine.config.disks, disk])
+    return await save_settings(manager, name, config)
+
+
+async def remove_disk(manager: Manager, name: str, index: int, *, delete_file: bool = False) -> Machine:
+    """Detach a disk; `delete_file` also deletes it, if hvdesk created it for this VM."""
+    machine = await _stopped(manager, name, "remove a disk from")
+    disk = _disk(machine, index)
+    config = dataclasses.replace(machine.config, disks=[d for i, d in enumerate(machine.config.disks)
+                                                        if i != index])
+    await save_settings(manager, name, config)
+    if delete_file and disk.created:
+        machine.paths.resolve(disk.path).unlink(missing_ok=True)
+    return machine
+
+
+async def resize_disk(manager: Manager, name: str, index: int, size: int) -> images.ImageInfo:
+    """Grow a disk; live through QMP when the VM runs (the guest sees the new size at once)."""
+    machine = manager.get(name)
+    await manager.refresh_state(machine)
+    disk = _disk(machine, index)
+    path = machine.paths.resolve(disk.path)
+    if not machine.state.active:
+        return await images.resize(path, size)
+    current = await images.info(path, force_share=True)
+    if size < current.virtual_size:
+        raise DiskError(f"cannot shrink {path}; shrinking would destroy data")
+    await manager.command(machine, "block_resize", {"node-name": f"disk{index}", "size": size})
+    return await images.info(path, force_share=True)
+
+
+def _disk(machine: Machine, index: int) -> Disk:
+    if not 0 <= index < len(machine.config.disks):
+        raise ConfigError(f"{machine.name!r} has no disk number {index}")
+    return machine.config.disks[index]
+
+
+async def _stopped(manager: Manager, name: str, action: str) -> Machine:
+    machine = manager.get(name)
+    await manager.refresh_state(machine)
+    if machine.state not in (VmState.STOPPED, VmState.ABORTED):
+        raise StateError(f"cannot {action} {machine.name!r} while it is {machine.state}")
+    return machine
