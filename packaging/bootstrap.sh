@@ -50,5 +50,6 @@ fi
 if [[ $mode == app ]]; then
     exec .venv/bin/hvdesk "$@"
 fi
+.venv/bin/ruff check hvdesk tests bench
 .venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

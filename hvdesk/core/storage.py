@@ -31,6 +31,7 @@ class VmEntry:
     folder: Path
     config: VmConfig | None
     error: str = ""
+    stamp: int = 0  # vm.toml's mtime (ns) when read: unchanged means no need to read it again
 
     @property
     def name(self) -> str:
@@ -45,26 +46,20 @@ class VmEntry:
         return self.folder / LOG_DIR
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
-    """Write via a temp file in the same folder and rename: readers see old or new, never half.
-
-    `durable` also fsyncs file and folder, so the write survives a power cut (configs need that;
-    runtime notes that die with the process do not).
-    """
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via a temp file in the same folder, fsync, rename: readers see old or new, never
+    half, and the new content survives a power cut."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if not durable:
-        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
@@ -90,6 +85,13 @@ def read_config(folder: Path) -> VmConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def config_stamp(folder: Path) -> int:
+    try:
+        return os.stat(folder / CONFIG_FILE).st_mtime_ns
+    except OSError:
+        return 0
+
+
 class Library:
     """The VM folders under one root (normally <data dir>/VMs)."""
 
@@ -108,10 +110,14 @@ class Library:
         return entries
 
     def load(self, folder: Path) -> VmEntry:
+        stamp = config_stamp(folder)
         try:
-            return VmEntry(folder, read_config(folder))
+            return VmEntry(folder, read_config(folder), stamp=stamp)
         except ConfigError as exc:
-            return VmEntry(folder, None, str(exc))
+            return VmEntry(folder, None, str(exc), stamp=stamp)
+
+    def reload_if_changed(self, entry: VmEntry) -> VmEntry:
+        return entry if entry.stamp and config_stamp(entry.folder) == entry.stamp else self.load(entry.folder)
 
     def find(self, name: str) -> VmEntry:
         for entry in self.scan():

@@ -369,9 +369,7 @@ class Manager:
     async def refresh_state(self, machine: Machine) -> None:
         """Without a watcher, state may be stale: look again before acting."""
         if not (self.watch and machine.session is not None):
-            latest = self.library.load(machine.entry.folder)
-            if latest.config != machine.entry.config or latest.error != machine.entry.error:
-                machine.entry = latest
+            machine.entry = self.library.reload_if_changed(machine.entry)
             await self._inspect(machine)
 
     @contextlib.asynccontextmanager

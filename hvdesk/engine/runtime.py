@@ -40,7 +40,10 @@ class RunInfo:
 
 
 def write_run_info(paths: VmPaths, info: RunInfo) -> None:
-    atomic_write(paths.run_dir / RUN_INFO, json.dumps(info.__dict__, indent=1).encode(), durable=False)
+    # Replaced by rename so readers never see half a file; no fsync: it dies with the process.
+    tmp = paths.run_dir / f".{RUN_INFO}.tmp"
+    tmp.write_text(json.dumps(info.__dict__))
+    os.replace(tmp, paths.run_dir / RUN_INFO)
 
 
 def read_run_info(paths: VmPaths) -> RunInfo | None:

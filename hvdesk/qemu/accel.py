@@ -68,7 +68,8 @@ def choose(requested: str, emulator: Path, cache_dir: Path | None, *,
         return AccelChoice("tcg", f"no hardware accelerator is known for {platform_name}")
     label = ACCEL_NAMES[candidate]
     if candidate == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        why = "/dev/kvm is missing" if not os.path.exists("/dev/kvm") else "no permission on /dev/kvm (join the kvm group)"
+        why = ("/dev/kvm is missing" if not os.path.exists("/dev/kvm")
+               else "no permission on /dev/kvm (join the kvm group)")
         return AccelChoice("tcg", f"{label} not usable: {why}")
     result = _cached_probe(emulator, candidate, cache_dir, prober or probe)
     if result.ok:

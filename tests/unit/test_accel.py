@@ -57,7 +57,8 @@ def test_whpx_that_cannot_run_a_guest_falls_back_to_tcg_with_the_reason(tmp_path
     prober = FakeProber(False, "a test guest failed (WHPX: No accelerator found)")
     choice = accel.choose("auto", EMULATOR, tmp_path, platform_name="win32", prober=prober)
     assert choice.name == "tcg"
-    assert choice.reason == "Windows Hypervisor Platform not usable on this host: a test guest failed (WHPX: No accelerator found)"
+    assert choice.reason == ("Windows Hypervisor Platform not usable on this host: "
+                             "a test guest failed (WHPX: No accelerator found)")
 
 
 def test_probe_result_is_cached(tmp_path):
