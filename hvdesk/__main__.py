@@ -1,3 +1,3 @@
-from hvdesk.cli.main import main
+from hvdesk.launcher import main
 
 raise SystemExit(main())

@@ -52,4 +52,14 @@ if [[ $mode == app ]]; then
 fi
 .venv/bin/ruff check hvdesk tests bench
 .venv/bin/lint-imports
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+
+# The engine and CLI must work where Qt is not installed at all: a second venv without it.
+if [[ ! -f .venv-noqt/.hvdesk-installed || pyproject.toml -nt .venv-noqt/.hvdesk-installed ]]; then
+    "$python" -m venv .venv-noqt
+    .venv-noqt/bin/python -m pip install -q -e ".[test]"
+    .venv-noqt/bin/python -m pip uninstall -q -y PySide6-Essentials shiboken6 pyqtgraph qasync pytest-qt
+    touch .venv-noqt/.hvdesk-installed
+fi
+echo "bootstrap: engine and CLI tests without Qt installed" >&2
+exec .venv-noqt/bin/python -m pytest -q tests/unit tests/integration/test_cli.py

@@ -65,3 +65,14 @@ def make_private_dir(path: Path) -> Path:
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+def resources_dir() -> Path:
+    """Icons, desktop files and data: `resources/` at the top of a source checkout (also an
+    editable install), shipped as the package hvdesk.resources in wheels and bundles."""
+    try:
+        import importlib.resources
+
+        return Path(str(importlib.resources.files("hvdesk.resources")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "resources"

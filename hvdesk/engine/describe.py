@@ -3,6 +3,8 @@ the README and stay stable: scripts depend on them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import cache_dir
 from hvdesk.engine.machine import Machine
@@ -24,6 +26,16 @@ def summary(machine: Machine) -> dict:
 
 
 async def details(machine: Machine) -> dict:
+    """Everything `info` shows, with each disk's sizes from qemu-img."""
+    data = static_details(machine)
+    for entry in data.get("disks", []):
+        await _add_sizes(entry)
+    return data
+
+
+def static_details(machine: Machine) -> dict:
+    """Everything `info` shows except disk sizes (which need qemu-img): quick enough to call
+    from a UI handler."""
     data = summary(machine)
     data["folder"] = str(machine.entry.folder)
     config = machine.entry.config
@@ -34,7 +46,7 @@ async def details(machine: Machine) -> dict:
         "firmware": config.firmware,
         "machine": config.machine,
         "accelerator": _accelerator(machine),
-        "disks": [await _disk(machine, d) for d in config.disks],
+        "disks": [_disk(machine, d) for d in config.disks],
         "cdrom": {"iso": config.cdrom.iso, "bus": config.cdrom.bus} if config.cdrom else None,
         "boot_order": list(config.boot_order),
         "nics": [{"mode": n.mode, "model": n.model, "mac": n.mac,
@@ -61,13 +73,14 @@ def _accelerator(machine: Machine) -> dict | None:
     return {"name": choice.name, "reason": choice.reason, "in_use": False}
 
 
-async def _disk(machine: Machine, disk) -> dict:
-    path = machine.paths.resolve(disk.path)
-    entry = {"path": str(path), "format": disk.format, "bus": disk.bus, "created": disk.created,
-             "virtual_size": None, "actual_size": None, "error": None}
+def _disk(machine: Machine, disk) -> dict:
+    return {"path": str(machine.paths.resolve(disk.path)), "format": disk.format, "bus": disk.bus,
+            "created": disk.created, "virtual_size": None, "actual_size": None, "error": None}
+
+
+async def _add_sizes(entry: dict) -> None:
     try:
-        info = await images.info(path, force_share=True)  # a running VM holds the image's lock
+        info = await images.info(Path(entry["path"]), force_share=True)  # a running VM holds its lock
         entry.update(virtual_size=info.virtual_size, actual_size=info.actual_size)
     except HvdeskError as exc:
         entry["error"] = str(exc)
-    return entry

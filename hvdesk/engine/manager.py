@@ -85,35 +85,47 @@ class Manager:
         raise NotFoundError(f"no VM named {name!r} (see `hvdesk list`)")
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener(machine)` on every change of a VM's state or config; returns an unsubscribe."""
+        """Call `listener(machine)` on every change of a VM's state or config, and when a VM is
+        added or removed (then it is, or is no longer, in `machines()`); returns an unsubscribe."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+        return unsubscribe
 
     async def refresh(self, *, inspect: bool = True) -> None:
-        """Re-read the library: new, removed and edited VMs; live state of the new ones."""
+        """Re-read the library: new, removed and edited VMs; live state of the new ones.
+        Listeners hear of each change once `machines()` already reflects it."""
         self._library_stamp = self._scan_stamp()
         seen: dict[Path, Machine] = {}
+        fresh: list[Machine] = []
+        edited: list[Machine] = []
         uuids: dict[str, str] = {}
         for entry in self.library.scan():
-            machine = self._machines.get(entry.folder)
             if entry.config is not None:
                 other = uuids.setdefault(entry.config.uuid, entry.name)
                 if other != entry.name:
                     entry = VmEntry(entry.folder, None, f"its uuid is also used by VM {other!r}")
+            machine = self._machines.get(entry.folder)
             if machine is not None and _same_vm(machine.entry, entry):
                 if machine.entry.config != entry.config:
                     machine.entry = entry
-                    self._emit(machine)
+                    edited.append(machine)
             else:
                 machine = Machine(entry)
-                if inspect or entry.config is None:
-                    await self._inspect(machine)
-                self._emit(machine)
+                fresh.append(machine)
             seen[entry.folder] = machine
-        for folder, gone in self._machines.items():
-            if folder not in seen:
-                await self._drop_session(gone)
+        kept = set(map(id, seen.values()))
+        gone = [m for m in self._machines.values() if id(m) not in kept]
         self._machines = seen
+        for machine in gone:
+            await self._drop_session(machine)
+        for machine in fresh:
+            if inspect or machine.entry.config is None:
+                await self._inspect(machine)
+        for machine in (*gone, *fresh, *edited):
+            self._emit(machine)
 
     def _scan_stamp(self) -> tuple:
         """Cheap fingerprint of the library: each folder's vm.toml mtime."""
@@ -316,8 +328,7 @@ class Manager:
                 raise StateError(f"{machine.name!r} is paused, so its guest cannot see the power button: "
                                  "resume it first, or force it off")
             if timeout > 0 and machine.state != VmState.PAUSED:
-                await self.command(machine, "system_powerdown")
-                self._set(machine, VmState.STOPPING, "ACPI shutdown requested")
+                await self._press_power_button(machine)
                 if await wait_gone(machine.pid, timeout):
                     await self._settle_exit(machine, expected=True)
                     return machine
@@ -327,6 +338,19 @@ class Manager:
                                      "(the guest may ignore the power button); force it off to stop it")
             await self._force_off(machine)
             return machine
+
+    async def shutdown(self, name: str) -> Machine:
+        """Press the ACPI power button and return; the guest powers off in its own time."""
+        machine = self.get(name)
+        async with self.lock(machine):
+            await self.refresh_state(machine)
+            machine.require(VmState.RUNNING, action="shut down")
+            await self._press_power_button(machine)
+            return machine
+
+    async def _press_power_button(self, machine: Machine) -> None:
+        await self.command(machine, "system_powerdown")
+        self._set(machine, VmState.STOPPING, "ACPI shutdown requested")
 
     async def _force_off(self, machine: Machine) -> None:
         """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL."""
@@ -435,6 +459,7 @@ class Manager:
     def forget(self, machine: Machine) -> None:
         self._machines.pop(machine.entry.folder, None)
         self._library_stamp = self._scan_stamp()
+        self._emit(machine)
 
     def adopt(self, entry: VmEntry) -> Machine:
         machine = Machine(entry)

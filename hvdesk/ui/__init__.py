@@ -1,1 +1,1 @@
-"""Reserved for a later layer (see ARCHITECTURE.md)."""
+"""The desktop app (PySide6). A thin layer: it shows engine state and calls engine operations."""

@@ -1,0 +1,88 @@
+"""Starting the desktop app: Qt and the engine's asyncio loop share one thread through qasync,
+so engine events reach widgets directly and no call crosses threads. Blocking work (qemu-img,
+QEMU launch) is already asynchronous in the engine; the one-off accelerator probe runs in a
+worker thread."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from hvdesk import APP_NAME, __version__
+from hvdesk.core.errors import HvdeskError
+from hvdesk.core.paths import cache_dir
+from hvdesk.engine.manager import Manager
+from hvdesk.qemu import accel, binaries
+from hvdesk.ui.icons import app_icon
+from hvdesk.ui.main_window import MainWindow
+
+
+class _QuitAfterFirstPaint(QObject):
+    """For benchmarks and installers' smoke tests: report the window's first paint, then close it."""
+
+    def __init__(self, window: MainWindow, started: float) -> None:
+        super().__init__(window)
+        self._window, self._started = window, started
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and self._window.isVisible():
+            print(f"window painted {time.perf_counter() - self._started:.3f} s after main()", flush=True)
+            self._window.removeEventFilter(self)
+            QTimer.singleShot(0, self._window.close)
+        return False
+
+
+def accelerator_status() -> str:
+    """One line for the status bar: which accelerator new VMs get, and why."""
+    try:
+        emulator = binaries.find_emulator()
+    except HvdeskError as exc:
+        return f"⚠ {exc}"
+    choice = accel.choose("auto", emulator, cache_dir())
+    return f"Accelerator: {choice.describe()}"
+
+
+async def run_app(app: QApplication, smoke_test: bool, started: float) -> int:
+    manager = Manager(watch=True)
+    await manager.open()
+    window = MainWindow(manager)
+    window.show()
+    closed = asyncio.Event()
+    app.lastWindowClosed.connect(closed.set)
+    window.accel_label.setText(await asyncio.to_thread(accelerator_status))
+    if smoke_test:
+        window.installEventFilter(_QuitAfterFirstPaint(window, started))
+    await closed.wait()
+    await window.runner.wait_idle()
+    await manager.close()  # stops watching; the VMs keep running
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    parser = argparse.ArgumentParser(prog="hvdesk gui", description="The hvdesk desktop app.")
+    parser.add_argument("--smoke-test", action="store_true", help="open the window, report, and quit")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("QT_ENABLE_HIGHDPI_SCALING", "1")
+    import qasync
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("io.github.hvdesk")
+    app.setWindowIcon(app_icon())
+    app.setQuitOnLastWindowClosed(False)  # the loop ends when run_app returns, after cleanup
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return loop.run_until_complete(run_app(app, args.smoke_test, started))
+    except HvdeskError as exc:
+        print(f"hvdesk: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,333 @@
+"""The main window: the VM list on the left, the selected VM's details on the right, actions in
+a toolbar, menus and the list's context menu. It shows engine state and calls engine
+operations; it owns no VM logic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (QLabel, QLineEdit, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from hvdesk import __version__
+from hvdesk.engine.machine import Machine
+from hvdesk.engine.manager import Manager
+from hvdesk.engine.states import VmState
+from hvdesk.ui import prefs
+from hvdesk.ui.create_dialog import CreateDialog
+from hvdesk.ui.details import DetailsPane
+from hvdesk.ui.icons import action_icon, app_icon
+from hvdesk.ui.log_viewer import LogViewer
+from hvdesk.ui.settings_dialog import SettingsDialog
+from hvdesk.ui.tasks import TaskRunner
+from hvdesk.ui.vm_list import MACHINE_ROLE, VmFilterModel, VmListModel, VmListView
+from hvdesk.ui.welcome import WelcomePage
+
+S = VmState
+STARTABLE = (S.STOPPED, S.ABORTED)
+LIVE = (S.RUNNING, S.PAUSED)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One user action: how it looks, and in which VM states it is available."""
+
+    key: str
+    text: str
+    icon: str
+    shortcut: str | QKeySequence.StandardKey | None
+    states: tuple[VmState, ...] | None  # None: needs no selected VM
+    tip: str
+
+
+ACTIONS = (
+    ActionSpec("new", "&New…", "new", QKeySequence.StandardKey.New, None, "Create a new virtual machine"),
+    ActionSpec("settings", "&Settings…", "settings", "Ctrl+S", tuple(s for s in S if s != S.INACCESSIBLE),
+               "Change the selected VM's settings"),
+    ActionSpec("start", "S&tart", "start", "Ctrl+T", STARTABLE, "Start the selected VM"),
+    ActionSpec("pause", "&Pause", "pause", "Ctrl+P", LIVE, "Pause or resume the selected VM"),
+    ActionSpec("shutdown", "ACPI &Shutdown", "shutdown", "Ctrl+H", (S.RUNNING,),
+               "Press the VM's power button: the guest shuts down by itself"),
+    ActionSpec("poweroff", "Power &Off", "poweroff", "Ctrl+Shift+F", (*LIVE, S.STARTING, S.STOPPING),
+               "Turn the VM off at once, like pulling the plug"),
+    ActionSpec("reset", "&Reset", "reset", "Ctrl+R", LIVE, "Hard-reset the VM"),
+    ActionSpec("delete", "&Delete…", "delete", QKeySequence.StandardKey.Delete,
+               (S.STOPPED, S.ABORTED, S.INACCESSIBLE), "Delete the selected VM"),
+    ActionSpec("log", "Show &Log…", "log", "Ctrl+L", tuple(s for s in S if s != S.INACCESSIBLE),
+               "Show the QEMU and serial logs of the selected VM"),
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, manager: Manager, *, accel_text: str = "") -> None:
+        super().__init__()
+        self.manager = manager
+        self.prefs = prefs.Prefs()
+        self.runner = TaskRunner(self)
+        self._log_viewers: dict[str, LogViewer] = {}
+        self.setWindowTitle("hvdesk")
+        self.setWindowIcon(app_icon())
+        self.actions_by_key = self._make_actions()
+        self._build_central()
+        self._build_toolbar_and_menus()
+        self.accel_label = QLabel(accel_text)
+        self.statusBar().addWidget(self.accel_label, 1)
+        self._unsubscribe = manager.subscribe(self._on_machine_changed)
+        self._restore()
+        self._update_page()
+        self._on_selection()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _make_actions(self) -> dict[str, QAction]:
+        handlers: dict[str, Callable[[], None]] = {
+            "new": self.new_vm, "settings": self.open_settings, "start": self.start_vm,
+            "pause": self.toggle_pause, "shutdown": self.shutdown_vm, "poweroff": self.power_off_vm,
+            "reset": self.reset_vm, "delete": self.delete_vm, "log": self.show_log,
+        }
+        actions = {}
+        for spec in ACTIONS:
+            action = QAction(action_icon(spec.icon), spec.text, self)
+            if spec.shortcut is not None:
+                action.setShortcut(QKeySequence(spec.shortcut))
+            action.setToolTip(f"{spec.tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
+                              if spec.shortcut else spec.tip)
+            action.setStatusTip(spec.tip)
+            action.triggered.connect(handlers[spec.key])
+            actions[spec.key] = action
+        return actions
+
+    def _build_central(self) -> None:
+        self.filter_edit = QLineEdit(placeholderText="Filter machines", clearButtonEnabled=True)
+        self.list_model = VmListModel(self.manager, self)
+        self.filter_model = VmFilterModel(self)
+        self.filter_model.setSourceModel(self.list_model)
+        self.filter_edit.textChanged.connect(self.filter_model.setFilterFixedString)
+        self.list_view = VmListView()
+        self.list_view.setModel(self.filter_model)
+        self.list_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.list_view.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
+        self.list_view.doubleClicked.connect(self._on_double_click)
+        self.list_view.customContextMenuRequested.connect(self._context_menu)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 0, 6)
+        left_layout.addWidget(self.filter_edit)
+        left_layout.addWidget(self.list_view)
+
+        self.details = DetailsPane()
+        self.details.show_log_requested.connect(self.show_log)
+        self.welcome = WelcomePage()
+        self.welcome.create_requested.connect(self.new_vm)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.welcome)
+        self.pages.addWidget(self.details)
+
+        self.splitter = QSplitter()
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.pages)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([500, 600])
+        self.setCentralWidget(self.splitter)
+
+    def _build_toolbar_and_menus(self) -> None:
+        a = self.actions_by_key
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+        toolbar.setMovable(False)
+        self.stop_menu = QMenu("Stop", self)
+        self.stop_menu.addActions([a["shutdown"], a["poweroff"], a["reset"]])
+        self.stop_button = QToolButton()
+        self.stop_button.setText("Stop")
+        self.stop_button.setIcon(action_icon("stop"))
+        self.stop_button.setMenu(self.stop_menu)
+        self.stop_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.stop_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+        toolbar.addActions([a["new"], a["settings"]])
+        toolbar.addSeparator()
+        toolbar.addActions([a["start"], a["pause"]])
+        toolbar.addWidget(self.stop_button)
+        toolbar.addSeparator()
+        toolbar.addActions([a["delete"], a["log"]])
+
+        menu = self.menuBar().addMenu("&Machine")
+        menu.addActions([a["new"], a["settings"]])
+        menu.addSeparator()
+        menu.addActions([a["start"], a["pause"]])
+        menu.addMenu(self.stop_menu)
+        menu.addSeparator()
+        menu.addActions([a["delete"], a["log"]])
+        menu.addSeparator()
+        menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&About hvdesk", self._about)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def selected(self) -> Machine | None:
+        rows = self.list_view.selectionModel().selectedRows()
+        return rows[0].data(MACHINE_ROLE) if rows else None
+
+    def select(self, name: str) -> bool:
+        for row in range(self.filter_model.rowCount()):
+            index = self.filter_model.index(row, 0)
+            if index.data(MACHINE_ROLE).name.casefold() == name.casefold():
+                self.list_view.selectionModel().select(
+                    index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+                self.list_view.scrollTo(index)
+                return True
+        return False
+
+    def _on_machine_changed(self, machine: Machine) -> None:
+        # After a VM came or went the model was reset: put the selection back.
+        if self.selected() is None and (self.details.machine is not None or self.list_model.rowCount()):
+            name = self.details.machine.name if self.details.machine else self.prefs.get(prefs.SELECTED_VM)
+            if not (name and self.select(name)) and self.filter_model.rowCount():
+                self.select(self.filter_model.index(0, 0).data(MACHINE_ROLE).name)
+        self._update_page()
+        if machine is self.selected():
+            self._on_selection()
+
+    def _on_selection(self) -> None:
+        machine = self.selected()
+        if machine is not None:
+            self.prefs.set(prefs.SELECTED_VM, machine.name)
+        self.details.show_machine(machine)
+        self._update_page()
+        state = machine.state if machine else None
+        for spec in ACTIONS:
+            enabled = spec.states is None or (state is not None and state in spec.states)
+            self.actions_by_key[spec.key].setEnabled(enabled)
+        paused = state == S.PAUSED
+        pause = self.actions_by_key["pause"]
+        pause.setText("&Resume" if paused else "&Pause")
+        pause.setIcon(action_icon("start" if paused else "pause"))
+        self.stop_button.setEnabled(any(a.isEnabled() for a in self.stop_menu.actions()))
+
+    def _update_page(self) -> None:
+        empty = self.list_model.rowCount() == 0
+        self.pages.setCurrentWidget(self.welcome if empty else self.details)
+        if not empty and self.selected() is None:
+            self.details.show_machine(None)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _on_double_click(self, index: QModelIndex) -> None:
+        machine = index.data(MACHINE_ROLE)
+        if machine.state in STARTABLE:
+            self.start_vm()
+
+    def _context_menu(self, pos) -> None:
+        a = self.actions_by_key
+        menu = QMenu(self)
+        menu.addActions([a["start"], a["pause"]])
+        menu.addMenu(self.stop_menu)
+        menu.addSeparator()
+        menu.addActions([a["settings"], a["log"], a["delete"]])
+        menu.popup(self.list_view.viewport().mapToGlobal(pos))
+
+    def new_vm(self) -> None:
+        dialog = CreateDialog(self.manager, self.runner, self.prefs, self)
+        dialog.created.connect(lambda name: QTimer.singleShot(0, lambda: self.select(name)))
+        dialog.open()
+
+    def open_settings(self) -> None:
+        machine = self.selected()
+        if machine is not None and machine.entry.config is not None:
+            SettingsDialog(self.manager, machine, self.runner, self.prefs, self).open()
+
+    def _lifecycle(self, title: str, progress: str, call) -> None:
+        machine = self.selected()
+        if machine is not None:
+            self.runner.run(call(machine.name), title=f"{title} {machine.name}", progress=progress)
+
+    def start_vm(self) -> None:
+        self._lifecycle("Cannot start", "Starting…", self.manager.start)
+
+    def toggle_pause(self) -> None:
+        machine = self.selected()
+        if machine is not None and machine.state == S.PAUSED:
+            self._lifecycle("Cannot resume", None, self.manager.resume)
+        else:
+            self._lifecycle("Cannot pause", None, self.manager.pause)
+
+    def shutdown_vm(self) -> None:
+        # Returns once the power button is pressed; the events show the guest going down.
+        self._lifecycle("Cannot shut down", None, self.manager.shutdown)
+
+    def power_off_vm(self) -> None:
+        self._lifecycle("Cannot power off", "Powering off…",
+                        lambda name: self.manager.stop(name, force=True, timeout=0))
+
+    def reset_vm(self) -> None:
+        self._lifecycle("Cannot reset", None, self.manager.reset)
+
+    def delete_vm(self) -> None:
+        machine = self.selected()
+        if machine is None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete virtual machine",
+                          f"Delete “{machine.name}”?", parent=self)
+        box.setInformativeText("“Delete All Files” also deletes the disk images hvdesk created for it. "
+                               "“Keep Disks” removes the VM but leaves its disk images in its folder. "
+                               "Disk images attached from elsewhere are never deleted.")
+        everything = box.addButton("Delete All Files", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep Disks", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def chosen(button) -> None:
+            if button in (everything, keep):
+                self.runner.run(self.manager.delete(machine.name, keep_disks=button is keep),
+                                title=f"Cannot delete {machine.name}", progress="Deleting…")
+        box.buttonClicked.connect(chosen)
+        box.open()
+
+    def show_log(self) -> None:
+        machine = self.selected()
+        if machine is None or machine.entry.config is None:
+            return
+        viewer = self._log_viewers.get(machine.name)
+        if viewer is None:
+            viewer = LogViewer(machine, self)
+            self._log_viewers[machine.name] = viewer
+            viewer.finished.connect(lambda *_: self._log_viewers.pop(machine.name, None))
+        viewer.show()
+        viewer.raise_()
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About hvdesk", f"<h3>hvdesk {__version__}</h3><p>A desktop manager for QEMU "
+                          "virtual machines.</p><p>VMs run as their own QEMU processes and keep running when "
+                          "this window closes.</p>")
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        geometry = self.prefs.get(prefs.WINDOW_GEOMETRY)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1000, 640)
+        for pref, restore in ((prefs.SPLITTER, self.splitter.restoreState),
+                              (prefs.LIST_HEADER, self.list_view.header().restoreState)):
+            value = self.prefs.get(pref)
+            if value is not None:
+                restore(value)
+        name = self.prefs.get(prefs.SELECTED_VM)
+        if not (name and self.select(name)) and self.filter_model.rowCount():
+            self.select(self.filter_model.index(0, 0).data(MACHINE_ROLE).name)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Save the window's layout; the VMs keep running."""
+        self.prefs.set(prefs.WINDOW_GEOMETRY, self.saveGeometry())
+        self.prefs.set(prefs.SPLITTER, self.splitter.saveState())
+        self.prefs.set(prefs.LIST_HEADER, self.list_view.header().saveState())
+        self.prefs.sync()
+        self._unsubscribe()
+        self.list_model.detach()
+        for viewer in list(self._log_viewers.values()):
+            viewer.close()
+        super().closeEvent(event)

@@ -1,0 +1,144 @@
+"""The VM list: a table model over the Manager's machines, kept current by its events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeView, QWidget
+
+from hvdesk.core.osinfo import PRESETS
+from hvdesk.core.units import format_size
+from hvdesk.engine.machine import Machine
+from hvdesk.engine.manager import Manager
+from hvdesk.engine.states import VmState
+from hvdesk.ui.icons import os_icon, state_icon
+
+MACHINE_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+MIB = 1024 * 1024
+_Index = QModelIndex | QPersistentModelIndex
+_ROOT = QModelIndex()
+
+
+def os_label(os_id: str) -> str:
+    return PRESETS[os_id].label if os_id in PRESETS else os_id
+
+
+def state_text(machine: Machine) -> str:
+    return str(machine.state).capitalize()
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    text: Callable[[Machine], str]
+    sort_key: Callable[[Machine], object]
+
+
+def _config_value(getter: Callable, default: object = "") -> Callable[[Machine], object]:
+    return lambda m: getter(m.entry.config) if m.entry.config is not None else default
+
+
+COLUMNS = (  # title, text, sort key; default widths in COLUMN_WIDTHS
+    Column("Name", lambda m: m.name, lambda m: m.name.casefold()),
+    Column("State", state_text, lambda m: str(m.state)),
+    Column("OS", _config_value(lambda c: os_label(c.os)), _config_value(lambda c: os_label(c.os))),
+    Column("Memory", _config_value(lambda c: format_size(c.memory_mib * MIB)),
+           _config_value(lambda c: c.memory_mib, 0)),
+    Column("vCPUs", _config_value(lambda c: str(c.cpus)), _config_value(lambda c: c.cpus, 0)),
+)
+NAME, STATE = 0, 1
+COLUMN_WIDTHS = (150, 105, 105, 72, 50)
+
+
+class VmListModel(QAbstractTableModel):
+    def __init__(self, manager: Manager, parent=None) -> None:
+        super().__init__(parent)
+        self._manager = manager
+        self._rows: list[Machine] = manager.machines()
+        self._unsubscribe = manager.subscribe(self._on_change)
+        self.destroyed.connect(lambda *_: self._unsubscribe())
+
+    def detach(self) -> None:
+        """Stop following the engine (the window is closing; the Manager lives on)."""
+        self._unsubscribe()
+
+    def machine_at(self, row: int) -> Machine:
+        return self._rows[row]
+
+    def row_of(self, machine: Machine) -> int:
+        return self._rows.index(machine)
+
+    def rowCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = _ROOT) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section].title
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        machine, column = self._rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[column].text(machine)
+        if role == Qt.ItemDataRole.DecorationRole:
+            if column == NAME:
+                return os_icon(machine.entry.config.os if machine.entry.config else None)
+            if column == STATE:
+                return state_icon(machine.state)
+        if role == Qt.ItemDataRole.ToolTipRole and machine.reason:
+            return f"{state_text(machine)}\n{machine.reason}" if machine.state != VmState.INACCESSIBLE \
+                else machine.reason
+        if role == MACHINE_ROLE:
+            return machine
+        if role == SORT_ROLE:
+            return COLUMNS[column].sort_key(machine)
+        return None
+
+    def _on_change(self, machine: Machine) -> None:
+        current = self._manager.machines()
+        if current != self._rows or machine not in current:  # a VM came or went: rebuild
+            self.beginResetModel()
+            self._rows = current
+            self.endResetModel()
+            return
+        row = self._rows.index(machine)
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+
+class VmFilterModel(QSortFilterProxyModel):
+    """Filter by name (any case), sort by each column's own key."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterKeyColumn(NAME)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+
+
+class VmListView(QTreeView):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setRootIsDecorated(False)
+        self.setUniformRowHeights(True)
+        self.setSortingEnabled(True)
+        self.setAlternatingRowColors(True)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.header().setStretchLastSection(False)
+        self.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+
+    def setModel(self, model) -> None:
+        super().setModel(model)
+        for column, width in enumerate(COLUMN_WIDTHS):
+            self.setColumnWidth(column, width)

@@ -1,0 +1,101 @@
+"""Qt tests: the real window on the real engine (real QEMU, the tiny guest), offscreen.
+
+Qt and asyncio share one qasync loop, as in the app. Test code runs outside the loop and drives
+it with `run(...)`; after each test no top-level widget may be left open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import qasync  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+
+from hvdesk.engine.manager import Manager  # noqa: E402
+from hvdesk.ui.main_window import MainWindow  # noqa: E402
+from tests.integration.conftest import guest_request, kill_our_qemus, tiny_guest, wait_until  # noqa: E402,F401
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture(scope="session")
+def qloop(qapp):
+    loop = qasync.QEventLoop(qapp)
+    yield loop
+
+
+@pytest.fixture
+def run(qloop):
+    """Run a coroutine on the app's loop (Qt events are processed meanwhile)."""
+    asyncio.set_event_loop(qloop)
+
+    def run(coro, timeout: float = 120.0):
+        return qloop.run_until_complete(asyncio.wait_for(coro, timeout))
+    return run
+
+
+@pytest.fixture
+def until(run):
+    """Wait, with Qt and the engine running, until `predicate()` holds."""
+    def until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+        run(wait_until(predicate, timeout, what), timeout + 5)
+    return until
+
+
+def flush_deletes() -> None:
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QApplication.processEvents()
+
+
+@pytest.fixture
+def open_window(hv_home, run, qapp):
+    """Opens main windows (as app restarts would); closes them and checks nothing leaked."""
+    made: list[tuple[MainWindow, Manager]] = []
+
+    def open_window(poll_interval: float = 0.2) -> MainWindow:
+        manager = Manager(watch=True, poll_interval=poll_interval)
+        run(manager.open())
+        window = MainWindow(manager)
+        window.show()
+        made.append((window, manager))
+        return window
+    yield open_window
+    for window, manager in made:
+        if window.isVisible():
+            window.close()
+        run(window.runner.wait_idle())
+        run(manager.close())
+        window.deleteLater()
+    kill_our_qemus()
+    flush_deletes()
+    leaked = [w for w in qapp.topLevelWidgets() if w.isVisible()]
+    for widget in leaked:
+        widget.close()
+    assert not leaked, f"top-level widgets left open: {leaked}"
+
+
+@pytest.fixture
+def window(open_window) -> MainWindow:
+    return open_window()
+
+
+def row_texts(window: MainWindow) -> dict[str, str]:
+    """{VM name: state text} as the list shows them."""
+    model = window.filter_model
+    return {model.index(r, 0).data(): model.index(r, 1).data() for r in range(model.rowCount())}
+
+
+def message_box(window) -> QMessageBox:
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1, f"expected one open message box, found {boxes}"
+    return boxes[0]
+
+
+def click_button(box: QMessageBox, text: str) -> None:
+    (button,) = [b for b in box.buttons() if b.text() == text]
+    button.click()

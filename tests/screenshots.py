@@ -1,0 +1,110 @@
+"""Render the app to PNG for the README and for looking at it: run under Xvfb,
+
+    xvfb-run -a -s "-screen 0 1280x900x24" .venv/bin/python -m tests.screenshots [OUT_DIR]
+
+A private library gets VMs in different states (running with the tiny test guest, stopped,
+aborted, inaccessible); the main window, the settings dialog and the welcome page are grabbed.
+Every QEMU started here is killed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+GIB = 1024**3
+
+
+def private_env() -> None:
+    home = Path(tempfile.mkdtemp(prefix="hvdesk-shots-"))
+    os.environ.update(HVDESK_HOME=str(home), HVDESK_ACCEL="tcg",
+                      HVDESK_RUNTIME_DIR=tempfile.mkdtemp(prefix="hvs-", dir="/tmp"))
+
+
+async def populate(manager) -> None:
+    from hvdesk.engine.library_ops import CreateRequest
+    from tests.guest.build import ensure_tiny_guest
+    from tests.integration.conftest import wait_for_serial
+
+    guest = ensure_tiny_guest()
+    boot = dict(kernel=guest.kernel, initrd=guest.initrd, append=guest.append)
+    running = await manager.create(CreateRequest("Debian 12", os="debian12", memory_mib=512, cpus=2,
+                                                 disk_size=20 * GIB, notes="Build server", **boot))
+    await manager.create(CreateRequest("Windows 11", os="win11", memory_mib=4096, cpus=2, disk_size=64 * GIB))
+    await manager.create(CreateRequest("Alpine edge", os="alpine", memory_mib=256, **boot))
+    broken = await manager.create(CreateRequest("Old lab VM", os="linux"))
+    (broken.entry.folder / "vm.toml").write_text("schema = 1\nname = 'Old lab VM'\nmemory_mib = 'lots'\n")
+    await manager.start("Alpine edge")
+    aborted = manager.get("Alpine edge")
+    await wait_for_serial(aborted.paths.serial_log, guest.marker)
+    os.kill(aborted.pid, signal.SIGKILL)  # a crash, so the window shows "aborted" with its log
+    await manager.start("Debian 12")
+    await wait_for_serial(running.paths.serial_log, guest.marker)
+    await manager.refresh()
+
+
+async def grab(widget, name: str) -> None:
+    await asyncio.sleep(1.0)  # Qt paints meanwhile: layouts, icons and async detail loads settle
+    OUT.mkdir(parents=True, exist_ok=True)
+    widget.grab().save(str(OUT / f"{name}.png"))
+    print(OUT / f"{name}.png")
+
+
+async def shoot() -> None:
+    from hvdesk.engine.manager import Manager
+    from hvdesk.ui.app import accelerator_status
+    from hvdesk.ui.main_window import MainWindow
+    from hvdesk.ui.settings_dialog import SettingsDialog
+
+    manager = Manager(watch=True)
+    await manager.open()
+    window = MainWindow(manager, accel_text=accelerator_status())
+    window.resize(1100, 680)
+    window.show()
+    await grab(window, "welcome")
+    try:
+        await populate(manager)
+        await asyncio.sleep(1.5)  # the watcher notices the crash
+        window.select("Debian 12")
+        await grab(window, "main-window")
+        window.select("Alpine edge")
+        await grab(window, "main-window-aborted")
+        window.select("Old lab VM")
+        await grab(window, "main-window-inaccessible")
+        window.select("Debian 12")
+        dialog = SettingsDialog(manager, manager.get("Debian 12"), window.runner, window.prefs, window)
+        dialog.show()
+        dialog.tabs.setCurrentIndex(1)
+        await grab(dialog, "settings-system")
+        dialog.tabs.setCurrentIndex(2)
+        await grab(dialog, "settings-storage")
+        dialog.close()
+    finally:
+        for machine in manager.machines():
+            if machine.pid:
+                os.kill(machine.pid, signal.SIGKILL)
+        await manager.close()
+        window.close()
+        shutil.rmtree(os.environ["HVDESK_HOME"], ignore_errors=True)
+
+
+def main() -> None:
+    private_env()
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv[:1])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        loop.run_until_complete(shoot())
+
+
+if __name__ == "__main__":
+    main()
