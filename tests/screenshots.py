@@ -23,8 +23,9 @@ GIB = 1024**3
 
 def private_env() -> None:
     home = Path(tempfile.mkdtemp(prefix="hvdesk-shots-"))
-    os.environ.update(HVDESK_HOME=str(home), HVDESK_ACCEL="tcg",
-                      HVDESK_RUNTIME_DIR=tempfile.mkdtemp(prefix="hvs-", dir="/tmp"))
+    # Accelerator "auto", as users have it: the status bar then says what this host really offers.
+    os.environ.pop("HVDESK_ACCEL", None)
+    os.environ.update(HVDESK_HOME=str(home), HVDESK_RUNTIME_DIR=tempfile.mkdtemp(prefix="hvs-", dir="/tmp"))
 
 
 async def populate(manager) -> None:

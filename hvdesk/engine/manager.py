@@ -252,12 +252,8 @@ class Manager:
             await self.refresh_state(machine)
             machine.require(VmState.STOPPED, VmState.ABORTED, action="start")
             config, paths = machine.config, machine.paths
-            _check_files(machine)
-            emulator = binaries.find_emulator()
-            binaries.check_version(emulator, cache_dir())
-            choice = accel.choose(config.accel, emulator, cache_dir())
-            host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
-            argv = build_argv(config, host, paths)
+            # Off the event loop: a first run probes the accelerator and asks QEMU its version.
+            argv, choice = await asyncio.to_thread(_plan_launch, machine)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
             run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict())
@@ -478,6 +474,16 @@ def _same_vm(old: VmEntry, new: VmEntry) -> bool:
 def _shutdown_reason(reason: str) -> str:
     return {"guest-shutdown": "the guest is powering off", "host-qmp-quit": "turning off",
             "host-signal": "QEMU received a signal", "guest-reset": "the guest is resetting"}.get(reason, reason)
+
+
+def _plan_launch(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
+    """Everything a start needs to know before QEMU runs: files, binary, accelerator, argv."""
+    _check_files(machine)
+    emulator = binaries.find_emulator()
+    binaries.check_version(emulator, cache_dir())
+    choice = accel.choose(machine.config.accel, emulator, cache_dir())
+    host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
+    return build_argv(machine.config, host, machine.paths), choice
 
 
 def _check_files(machine: Machine) -> None:

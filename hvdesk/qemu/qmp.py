@@ -51,6 +51,7 @@ class QmpSession:
         if on_event is not None:
             self._client.register_listener(_CallbackListener(on_event))
         self.name = name
+        self._closing: asyncio.Future | None = None
 
     @property
     def connected(self) -> bool:
@@ -91,7 +92,10 @@ class QmpSession:
             await self._client.runstate_changed()
 
     async def close(self) -> None:
-        await self._reset()
+        """Disconnect; safe to call from several tasks at once (they share one disconnect)."""
+        if self._closing is None or self._closing.done():
+            self._closing = asyncio.ensure_future(self._reset())
+        await asyncio.shield(self._closing)
 
     async def _reset(self) -> None:
         try:
