@@ -61,6 +61,7 @@ async def run_app(app: QApplication, smoke_test: bool, started: float) -> int:
     await closed.wait()
     await window.runner.wait_idle()
     await manager.close()  # stops watching; the VMs keep running
+    await asyncio.get_running_loop().shutdown_default_executor()
     return 0
 
 

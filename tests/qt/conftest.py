@@ -27,6 +27,8 @@ pytestmark = pytest.mark.qemu
 def qloop(qapp):
     loop = qasync.QEventLoop(qapp)
     yield loop
+    loop.run_until_complete(loop.shutdown_default_executor())  # its worker threads end before Qt
+    loop.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hvdesk.engine.states import VmState
 from hvdesk.ui.create_dialog import CreateDialog
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.settings_dialog import SettingsDialog
-from tests.integration.conftest import wait_for_serial
+from tests.integration.conftest import qmp_call, wait_for_serial
 from tests.qt.conftest import click_button, message_box, row_texts
 
 pytestmark = pytest.mark.qemu
@@ -211,3 +211,36 @@ def test_app_starts_and_paints_from_the_command_line(hv_home):
                           timeout=60, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert done.returncode == 0, done.stderr
     assert "window painted" in done.stdout
+
+
+def test_filter_sort_and_double_click_start(window, run, until, guest_request):
+    for name, memory in (("web", 384), ("db", 256), ("Web-2", 320)):
+        run(window.manager.create(guest_request(name, memory_mib=memory)))
+    until(lambda: len(row_texts(window)) == 3, what="three VMs")
+    window.filter_edit.setText("WEB")
+    assert sorted(row_texts(window)) == ["Web-2", "web"]
+    window.filter_edit.clear()
+    window.list_view.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # by memory, largest first
+    model = window.filter_model
+    assert [model.index(r, 0).data() for r in range(3)] == ["web", "Web-2", "db"]
+    index = next(model.index(r, 0) for r in range(3) if model.index(r, 0).data() == "db")
+    window.list_view.setCurrentIndex(index)
+    window.list_view.doubleClicked.emit(index)
+    until(lambda: row_texts(window)["db"] == "Running", what="double-click started the VM")
+
+
+def test_cd_inserted_live_from_settings(window, run, until, guest_request, tmp_path):
+    iso = tmp_path / "drivers.iso"
+    iso.write_bytes(b"\0" * 1024 * 1024)
+    machine = run(window.manager.create(guest_request("cd")))
+    run(window.manager.start("cd"))
+    window.select("cd")
+    window.actions_by_key["settings"].trigger()
+    dialog = settings_dialog(window)
+    dialog.pages["Storage"].iso.setText(str(iso))
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    until(lambda: dialog.result() == QDialog.DialogCode.Accepted, what="saved")
+    blocks = {b["qdev"]: b for b in run(qmp_call(machine, "query-block"))}
+    assert blocks["cd0"]["inserted"]["file"] == str(iso)
+    assert "take effect" not in window.details._banner_text.text()  # the CD needed no restart
+    dialog.deleteLater()

@@ -1,0 +1,251 @@
+"""Benchmark hvdesk's desktop app: cold start to a painted window, and idle CPU beside running VMs.
+
+1. cold start: a new `hvdesk gui --smoke-test` process per run (so "cold" means a fresh process;
+   the OS file cache is warm), timed from spawn to its "window painted" line and to its exit,
+   with 0 and with 20 VMs in the library; Qt's offscreen platform, then xcb on an Xvfb server;
+2. idle: the CPU time of `hvdesk gui` (offscreen) over 30 s windows, with the library's 3 tiny
+   guests stopped, then running (real QEMU, TCG);
+3. for information: versions and date.
+
+    .venv/bin/python -m bench.bench_gui [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import datetime
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import PySide6
+from PySide6.QtCore import qVersion
+
+from hvdesk.core.errors import HvdeskError
+from hvdesk.core.osinfo import PRESETS
+from hvdesk.engine.library_ops import CreateRequest
+from hvdesk.engine.manager import Manager
+from hvdesk.qemu import binaries
+from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
+from tests.guest.build import TinyGuest, ensure_tiny_guest
+
+LIBRARY, RUNS, GUESTS = 20, 5, 3
+SETTLE, WINDOW, WINDOWS = 5.0, 30.0, 2  # seconds; WINDOWS measurements per app process
+PAINT_GOAL, IDLE_GOAL = 1.5, 0.5  # s to a painted window; % of one core
+SMOKE_TIMEOUT, BOOT_TIMEOUT = 60.0, 120.0
+APP = [sys.executable, "-m", "hvdesk", "gui"]
+PAINTED = re.compile(r"window painted ([\d.]+) s")
+MEMORY_MIB = (256, 512, 1024, 2048, 4096)
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+def spread(samples: list[float]) -> dict:
+    return {"median": statistics.median(samples), "max": max(samples)}
+
+
+def end(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process we started, SIGKILL if it is still there after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def xvfb():
+    """One X server for every xcb run: xvfb-run per run would add the server's start-up to each."""
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            number = pipe.readline().strip()  # written once the server accepts clients
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        end(proc)
+
+
+def smoke_run(env: dict, stderr) -> tuple[float, float, float]:
+    """One smoke-test process: s from spawn to the paint line and to exit, and the app's own figure."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*APP, "--smoke-test"], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    watchdog = threading.Timer(SMOKE_TIMEOUT, proc.kill)  # a window that never paints must not hang us
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if found := PAINTED.match(line):
+                painted = time.perf_counter() - t0
+                break
+        else:
+            raise RuntimeError(f"the window never painted (exit code {proc.wait()})")
+        proc.stdout.read()
+        if proc.wait() != 0:
+            raise RuntimeError(f"the smoke test exited with {proc.returncode}")
+        return painted, time.perf_counter() - t0, float(found[1])
+    finally:
+        watchdog.cancel()
+        end(proc)
+
+
+def cold_start(env: dict, stderr) -> dict:
+    smoke_run(env, stderr)  # untimed: compiles .pyc files and fills the accelerator cache
+    painted, exited, in_app = zip(*(smoke_run(env, stderr) for _ in range(RUNS)))
+    return {"paint_s": spread(painted), "exit_s": spread(exited), "in_app_s": spread(in_app)}
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system time of the app, its reaped children and its live descendants."""
+    t = proc.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+def idle(env: dict, stderr) -> dict:
+    """The app's CPU use, in % of one core, over WINDOWS windows after it settled; its RSS after."""
+    proc = subprocess.Popen(APP, env=env, stdout=stderr, stderr=stderr)
+    try:
+        time.sleep(SETTLE)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with {proc.returncode} before it was measured")
+        app = psutil.Process(proc.pid)
+        percents = []
+        for _ in range(WINDOWS):
+            cpu0, t0 = cpu_seconds(app), time.perf_counter()
+            time.sleep(WINDOW)
+            percents.append(100 * (cpu_seconds(app) - cpu0) / (time.perf_counter() - t0))
+        return {"cpu_pct": percents, "rss_mib": app.memory_info().rss / MIB, "threads": app.num_threads()}
+    finally:
+        end(proc)
+
+
+async def populate(manager: Manager) -> None:
+    """Varied VMs, no guest to run (BIOS presets only: the UEFI ones need OVMF on the host)."""
+    presets = [p.id for p in PRESETS.values() if p.firmware == "bios"]
+    for i in range(LIBRARY):
+        os_id = presets[i % len(presets)]
+        await manager.create(CreateRequest(name=f"{os_id}-{i:02}", os=os_id, memory_mib=MEMORY_MIB[i % 5],
+                                           disk_size=GIB if i % 4 == 0 else None))
+
+
+async def boot_guests(manager: Manager, guest: TinyGuest) -> list[float]:
+    """Start the tiny guests; s from the first start() until each printed its marker."""
+    names = [f"tiny-{i}" for i in range(GUESTS)]
+    t0 = time.perf_counter()
+    for name in names:
+        await manager.start(name)
+
+    async def marker(name: str) -> float:
+        log = manager.get(name).paths.serial_log
+        while time.perf_counter() - t0 < BOOT_TIMEOUT:
+            if guest.marker in log.read_text(errors="replace"):
+                return time.perf_counter() - t0
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"guest marker not seen in {log} within {BOOT_TIMEOUT:.0f} s")
+    return list(await asyncio.gather(*map(marker, names)))
+
+
+async def stop_all(manager: Manager) -> None:
+    """Force off every VM still running; the pidfile check catches one the engine failed to stop."""
+    for machine in manager.machines():
+        with contextlib.suppress(HvdeskError):  # StateError: it was not running
+            await manager.stop(machine.name, force=True, timeout=0)
+        pid = read_pid(machine.paths.pidfile)
+        if pid is not None and is_our_qemu(pid, machine.config.uuid):
+            await terminate(pid)
+
+
+async def run(stderr) -> dict:
+    guest = ensure_tiny_guest()
+    fig = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "python": sys.version.split()[0],
+           "pyside6": PySide6.__version__, "qt": qVersion(),
+           "qemu": binaries.program_version(binaries.find_emulator()), "cold": {}}
+    offscreen = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    manager = await Manager().open()
+    # The app processes are timed with blocking calls: fine, as a non-watch Manager runs no tasks.
+    try:
+        with xvfb() as display:
+            xcb = {**os.environ, "QT_QPA_PLATFORM": "xcb", "DISPLAY": display}
+            for vms in (0, LIBRARY):
+                if vms:
+                    await populate(manager)
+                fig["cold"][vms] = {"offscreen": cold_start(offscreen, stderr), "xcb": cold_start(xcb, stderr)}
+        for i in range(GUESTS):
+            await manager.create(CreateRequest(name=f"tiny-{i}", memory_mib=256, kernel=guest.kernel,
+                                               initrd=guest.initrd, append=guest.append))
+        fig["idle_stopped"] = idle(offscreen, stderr)
+        fig["boot_to_marker_s"] = await boot_guests(manager, guest)
+        fig["idle_running"] = idle(offscreen, stderr)
+    finally:
+        await stop_all(manager)
+        await manager.close()
+    return fig
+
+
+def report(fig: dict) -> list[str]:
+    lines = []
+    say = lines.append
+    say(f"hvdesk GUI bench  {fig['date']}  Python {fig['python']}  PySide6 {fig['pyside6']} (Qt {fig['qt']})"
+        f"  QEMU {fig['qemu']}  TCG")
+    say(f"cold start (new process per run, warm file cache; median/max of {RUNS} after 1 warm-up), s:")
+    for vms, platforms in fig["cold"].items():
+        for platform, c in platforms.items():
+            say(f"  {vms:>2} VMs {platform:9}  spawn->painted {c['paint_s']['median']:.3f}/{c['paint_s']['max']:.3f}"
+                f"  spawn->exit {c['exit_s']['median']:.3f}/{c['exit_s']['max']:.3f}"
+                f"  in-app (main()->paint) {c['in_app_s']['median']:.3f}/{c['in_app_s']['max']:.3f}")
+    say(f"  goal: {LIBRARY} VMs spawn->painted < {PAINT_GOAL} s")
+    say("boot to marker, s from the first start(): " + "  ".join(f"{t:.1f}" for t in fig["boot_to_marker_s"]))
+    say(f"idle app, offscreen, {LIBRARY + GUESTS} VMs in the library ({WINDOWS} x {WINDOW:.0f} s after {SETTLE:.0f} s"
+        f" settling; goal < {IDLE_GOAL} % of one core with {GUESTS} running):")
+    for key, label in (("idle_stopped", "0 running"), ("idle_running", f"{GUESTS} running")):
+        f = fig[key]
+        say(f"  {label:9}  CPU % of one core: " + "  ".join(f"{p:.2f}" for p in f["cpu_pct"])
+            + f"  |  RSS {f['rss_mib']:.0f} MiB  threads {f['threads']}")
+    say("app stderr (distinct lines, count):" if fig["app_stderr"] else "app stderr: empty")
+    lines += [f"  {count:3} x {text}" for text, count in fig["app_stderr"].items()]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="JSON on stdout, text on stderr")
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="hvdesk-bench-")
+    rundir = tempfile.mkdtemp(prefix="hvb-", dir="/tmp")  # short: unix socket paths must be < 100 bytes
+    os.environ.update(HVDESK_HOME=home, HVDESK_RUNTIME_DIR=rundir, HVDESK_ACCEL="tcg")
+    try:
+        with open(Path(home) / "app-stderr.log", "w+") as stderr:  # every app process's, for the report
+            fig = asyncio.run(run(stderr))
+            stderr.seek(0)
+            fig["app_stderr"] = dict(collections.Counter(line.rstrip() for line in stderr if line.strip()))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(rundir, ignore_errors=True)
+    print("\n".join(report(fig)), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(fig, indent=1))
+
+
+if __name__ == "__main__":
+    main()
