@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from hvdesk.console import keys
+from hvdesk.core.errors import NotFoundError
 from hvdesk.core.units import format_size
-from hvdesk.engine import describe
+from hvdesk.engine import console, describe
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 
@@ -121,6 +123,23 @@ def _format_info(data: dict) -> str:
     return "\n".join(lines)
 
 
+async def cmd_screenshot(manager: Manager, args: argparse.Namespace) -> int:
+    png = await console.screenshot(manager, args.name)
+    target = args.file.expanduser()
+    if not target.parent.is_dir():
+        raise NotFoundError(f"folder {target.parent} does not exist")
+    target.write_bytes(png)
+    print(f"Saved the screen of {args.name!r} to {target}")
+    return 0
+
+
+async def cmd_send_keys(manager: Manager, args: argparse.Namespace) -> int:
+    combos = list(args.keys) + (keys.keys_for_text(args.text) if args.text else [])
+    count = await console.send_keys(manager, args.name, combos)
+    print(f"Sent {count} key{'s' if count != 1 else ''} to {args.name!r}")
+    return 0
+
+
 async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
     result = await manager.delete(args.name, keep_disks=args.keep_disks)
     print(f"Deleted {args.name!r}")
@@ -132,5 +151,5 @@ async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
 HANDLERS = {
     "list": cmd_list, "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
     "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
-    "info": cmd_info, "delete": cmd_delete,
+    "info": cmd_info, "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
 }

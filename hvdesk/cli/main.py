@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("screenshot", help="save the VM's screen as PNG (through its VNC console)")
+    p.add_argument("name")
+    p.add_argument("file", type=Path, metavar="FILE.png")
+
+    p = sub.add_parser("send-keys", help="type keys on the VM's keyboard (QEMU key names: ret, a, ctrl-alt-delete)")
+    p.add_argument("name")
+    p.add_argument("keys", nargs="*", metavar="KEY", help="a key or combo, e.g. ret, shift-a, ctrl-alt-f2")
+    p.add_argument("--text", help="type this text (US keyboard layout), after the KEYs")
+
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")
     p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "stop" and args.timeout == 0 and not args.force:
         parser.error("stop: --timeout 0 only makes sense with --force")
+    if args.command == "send-keys" and not args.keys and not args.text:
+        parser.error("send-keys: give at least one KEY or --text")
     try:
         return asyncio.run(commands.run(args))
     except HvdeskError as exc:

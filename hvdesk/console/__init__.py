@@ -1,1 +1,1 @@
-"""Reserved for a later layer (see ARCHITECTURE.md)."""
+"""The VM console without Qt: an asyncio RFB client, the framebuffer as bytes, key tables."""

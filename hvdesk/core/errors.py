@@ -8,6 +8,7 @@
      +-- DiskError              qemu-img failed, or an image cannot be used
      |    +-- DiskInUseError    another process holds the image's lock
      +-- QemuError              QEMU failed to start or stopped answering (carries the log tail)
+     +-- ConsoleError           the VNC console failed: refused, closed, or the server sent bad data
 """
 
 from __future__ import annotations
@@ -51,3 +52,7 @@ class QemuError(HvdeskError):
         if self.log_tail:
             return f"{text}\n--- QEMU log (last lines) ---\n{self.log_tail}"
         return text
+
+
+class ConsoleError(HvdeskError):
+    pass
