@@ -76,8 +76,9 @@ class ServerInfo:
 
 class RfbClient:
     def __init__(self, *, password: str | None = None, local: bool = True,
-                 events: ConsoleEvents | None = None) -> None:
+                 events: ConsoleEvents | None = None, continuous: bool = True) -> None:
         self.password = password
+        self.continuous = continuous  # ask for the next update as soon as one arrives (else: request_update)
         self.local = local  # on this machine: raw pixels beat any compression
         self.events = events or ConsoleEvents()
         self.server = ServerInfo()
@@ -207,7 +208,8 @@ class RfbClient:
             if await self._rect(x, y, w, h, encoding):
                 pixels = True
                 self._covered += w * h
-        self.request_update(incremental=True)
+        if self.continuous:
+            self.request_update(incremental=True)
         if self._covered >= self.framebuffer.width * self.framebuffer.height:
             self._screen_ready.set()
         if not pixels:  # only pseudo-rectangles (server features, cursor): no new picture

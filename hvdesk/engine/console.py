@@ -24,10 +24,11 @@ def check_console(machine: Machine) -> None:
         raise StateError(f"{machine.name!r} has no console (its display is switched off in its settings)")
 
 
-async def connect(machine: Machine, events: ConsoleEvents | None = None) -> RfbClient:
+async def connect(machine: Machine, events: ConsoleEvents | None = None, *,
+                  continuous: bool = True) -> RfbClient:
     """A connected RFB client for the VM's screen (the caller runs `client.run()`)."""
     check_console(machine)
-    client = RfbClient(events=events)
+    client = RfbClient(events=events, continuous=continuous)
     await client.connect_unix(machine.paths.vnc_socket)
     return client
 

@@ -15,6 +15,7 @@ from hvdesk.engine import describe, editing
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 from hvdesk.ui.icons import action_icon, os_icon, state_icon
+from hvdesk.ui.preview import PreviewWidget
 from hvdesk.ui.vm_list import os_label, state_text
 
 MIB = 1024 * 1024
@@ -141,17 +142,15 @@ class DetailsPane(QScrollArea):
         return self._banner
 
     def _build_preview(self) -> QFrame:
-        # The live thumbnail arrives with the console viewer; this is its place.
-        self._preview = QFrame()
-        self._preview.setObjectName("preview")
-        self._preview.setFrameShape(QFrame.Shape.StyledPanel)
-        self._preview.setFixedSize(QSize(240, 180))
-        inner = QVBoxLayout(self._preview)
-        self._preview_label = QLabel()
-        self._preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._preview_label.setWordWrap(True)
-        inner.addWidget(self._preview_label)
-        return self._preview
+        frame = QFrame()
+        frame.setObjectName("preview")
+        frame.setFrameShape(QFrame.Shape.StyledPanel)
+        frame.setFixedSize(QSize(244, 184))
+        inner = QVBoxLayout(frame)
+        inner.setContentsMargins(2, 2, 2, 2)
+        self.preview = PreviewWidget()
+        inner.addWidget(self.preview)
+        return frame
 
     def _section(self, title: str) -> QWidget:
         box = QWidget()
@@ -183,6 +182,7 @@ class DetailsPane(QScrollArea):
         changed = machine is not self._machine
         self._machine = machine
         if machine is None:
+            self.preview.show_machine(None)
             return
         self._render_header(machine)
         self._content.setVisible(machine.entry.config is not None)
@@ -219,9 +219,7 @@ class DetailsPane(QScrollArea):
         self._banner_text.setText(banner)
         self._log_button.setVisible(machine.state == VmState.ABORTED)
         self._banner.setVisible(bool(banner))
-        running = machine.state in (VmState.RUNNING, VmState.PAUSED)
-        self._preview_label.setText("The live preview of the screen appears here." if running
-                                    else "Not running")
+        self.preview.show_machine(machine)
 
     def _render_sections(self, data: dict) -> None:
         for title, pairs in section_rows(data).items():

@@ -17,6 +17,7 @@ from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.states import VmState
 from hvdesk.ui import prefs
+from hvdesk.ui.console_window import ConsoleWindow
 from hvdesk.ui.create_dialog import CreateDialog
 from hvdesk.ui.details import DetailsPane
 from hvdesk.ui.icons import action_icon, app_icon
@@ -48,6 +49,7 @@ ACTIONS = (
     ActionSpec("settings", "&Settings…", "settings", "Ctrl+S", tuple(s for s in S if s != S.INACCESSIBLE),
                "Change the selected VM's settings"),
     ActionSpec("start", "S&tart", "start", "Ctrl+T", STARTABLE, "Start the selected VM"),
+    ActionSpec("show", "S&how", "show", "Ctrl+O", LIVE, "Open the VM's screen in a console window"),
     ActionSpec("pause", "&Pause", "pause", "Ctrl+P", LIVE, "Pause or resume the selected VM"),
     ActionSpec("shutdown", "ACPI &Shutdown", "shutdown", "Ctrl+H", (S.RUNNING,),
                "Press the VM's power button: the guest shuts down by itself"),
@@ -68,6 +70,7 @@ class MainWindow(QMainWindow):
         self.prefs = prefs.Prefs()
         self.runner = TaskRunner(self)
         self._log_viewers: dict[str, LogViewer] = {}
+        self.consoles: dict[str, ConsoleWindow] = {}
         self.setWindowTitle("hvdesk")
         self.setWindowIcon(app_icon())
         self.actions_by_key = self._make_actions()
@@ -84,7 +87,7 @@ class MainWindow(QMainWindow):
 
     def _make_actions(self) -> dict[str, QAction]:
         handlers: dict[str, Callable[[], None]] = {
-            "new": self.new_vm, "settings": self.open_settings, "start": self.start_vm,
+            "new": self.new_vm, "settings": self.open_settings, "start": self.start_vm, "show": self.show_console,
             "pause": self.toggle_pause, "shutdown": self.shutdown_vm, "poweroff": self.power_off_vm,
             "reset": self.reset_vm, "delete": self.delete_vm, "log": self.show_log,
         }
@@ -149,7 +152,7 @@ class MainWindow(QMainWindow):
         self.stop_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
         toolbar.addActions([a["new"], a["settings"]])
         toolbar.addSeparator()
-        toolbar.addActions([a["start"], a["pause"]])
+        toolbar.addActions([a["start"], a["show"], a["pause"]])
         toolbar.addWidget(self.stop_button)
         toolbar.addSeparator()
         toolbar.addActions([a["delete"], a["log"]])
@@ -157,7 +160,7 @@ class MainWindow(QMainWindow):
         menu = self.menuBar().addMenu("&Machine")
         menu.addActions([a["new"], a["settings"]])
         menu.addSeparator()
-        menu.addActions([a["start"], a["pause"]])
+        menu.addActions([a["start"], a["show"], a["pause"]])
         menu.addMenu(self.stop_menu)
         menu.addSeparator()
         menu.addActions([a["delete"], a["log"]])
@@ -220,11 +223,13 @@ class MainWindow(QMainWindow):
         machine = index.data(MACHINE_ROLE)
         if machine.state in STARTABLE:
             self.start_vm()
+        elif machine.state in LIVE:
+            self.show_console()
 
     def _context_menu(self, pos) -> None:
         a = self.actions_by_key
         menu = QMenu(self)
-        menu.addActions([a["start"], a["pause"]])
+        menu.addActions([a["start"], a["show"], a["pause"]])
         menu.addMenu(self.stop_menu)
         menu.addSeparator()
         menu.addActions([a["settings"], a["log"], a["delete"]])
@@ -288,6 +293,19 @@ class MainWindow(QMainWindow):
         box.buttonClicked.connect(chosen)
         box.open()
 
+    def show_console(self) -> None:
+        machine = self.selected()
+        if machine is None or machine.entry.config is None:
+            return
+        window = self.consoles.get(machine.name)
+        if window is None:
+            window = ConsoleWindow(self.manager, machine, self.runner, self.prefs)
+            self.consoles[machine.name] = window
+            window.destroyed.connect(lambda *_: self.consoles.pop(machine.name, None))
+        window.show()
+        window.raise_()
+        window.activateWindow()
+
     def show_log(self) -> None:
         machine = self.selected()
         if machine is None or machine.entry.config is None:
@@ -330,4 +348,5 @@ class MainWindow(QMainWindow):
         self.list_model.detach()
         for viewer in list(self._log_viewers.values()):
             viewer.close()
+        self.details.preview.stop()
         super().closeEvent(event)

@@ -42,6 +42,7 @@ BUSYBOX_PACKAGE = "busybox-static"
 
 READY_MARKER = "HVDESK-GUEST-READY"
 POWEROFF_MARKER = "HVDESK-GUEST-POWEROFF"
+SHELL_MARKER = "HVDESK-SHELL-READY"  # the shell on tty1 (the VGA console) reads the keyboard
 ACK_PREFIX = "HVDESK-ACK"
 ERR_PREFIX = "HVDESK-ERR"
 CHANNEL_NAME = "org.hvdesk.guest.0"
@@ -168,6 +169,7 @@ def _render_init(order: list[tuple[str, Path]]) -> str:
         "@MODULES@": " ".join(name for name, _ in order),
         "@READY_MARKER@": READY_MARKER,
         "@POWEROFF_MARKER@": POWEROFF_MARKER,
+        "@SHELL_MARKER@": SHELL_MARKER,
         "@ACK_PREFIX@": ACK_PREFIX,
         "@ERR_PREFIX@": ERR_PREFIX,
         "@CHANNEL_NAME@": CHANNEL_NAME,

@@ -131,7 +131,11 @@ if ! grep -q 'hvdesk.noacpi=1' /proc/cmdline; then
 fi
 
 # A shell on the VGA text console, for tests that type through VNC.
-(while :; do setsid -c sh </dev/tty1 >/dev/tty1 2>&1; sleep 1; done) &
+# It says @SHELL_MARKER@ on ttyS0 once it holds tty1, so typing can start.
+(while :; do
+    setsid -c sh -c 'echo @SHELL_MARKER@ >/dev/ttyS0; exec sh' </dev/tty1 >/dev/tty1 2>&1
+    sleep 1
+done) &
 
 channel &
 
