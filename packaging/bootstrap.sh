@@ -12,8 +12,13 @@ shift || true
 case $mode in app|test) ;; *) echo "usage: $0 app|test [ARGS...]" >&2; exit 2 ;; esac
 
 packages=(python3 python3-venv python3-pip qemu-system-x86 qemu-utils ovmf)
-# The tests build their tiny guest from Debian packages with apt-get download + dpkg-deb.
-[[ $mode == test ]] && packages+=(apt dpkg)
+# The tests build their tiny guest from Debian packages with apt-get download + dpkg-deb, test the
+# console client against TigerVNC's server too, and take screenshots under Xvfb.
+[[ $mode == test ]] && packages+=(apt dpkg tigervnc-standalone-server tigervnc-tools xvfb xauth)
+# Qt's xcb and offscreen platforms (PySide6 wheels bring Qt, not these system libraries).
+packages+=(libxkbcommon0 libxkbcommon-x11-0 libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3
+           libx11-6 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
+           libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 libxcb-randr0 libxcb-xfixes0 fonts-dejavu-core)
 
 as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 

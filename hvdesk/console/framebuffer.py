@@ -10,6 +10,7 @@ from hvdesk.core.errors import ConsoleError
 
 BYTES_PER_PIXEL = 4
 MAX_SIDE = 16384  # larger than any real display; a bigger one is a hostile or broken server
+MAX_PIXELS = 7680 * 4320  # 8K UHD (133 MB of framebuffer): the most a server may make us allocate
 
 
 class Framebuffer:
@@ -23,7 +24,7 @@ class Framebuffer:
         return self.width * BYTES_PER_PIXEL
 
     def resize(self, width: int, height: int) -> None:
-        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS):
             raise ConsoleError(f"the VNC server announced an impossible screen size {width}x{height}")
         self.width, self.height = width, height
         self.data = bytearray(width * height * BYTES_PER_PIXEL)

@@ -91,11 +91,11 @@ async def wait_until(predicate, timeout: float = 30.0, what: str = "condition") 
         await asyncio.sleep(0.05)
 
 
-async def qmp_call(machine, command: str):
+async def qmp_call(machine, command: str, arguments: dict | None = None):
     """A command on the VM's short-command socket, independent of the engine under test."""
     session = QmpSession("test")
     await session.connect(machine.paths.ctl_socket)
     try:
-        return await session.execute(command)
+        return await session.execute(command, arguments)
     finally:
         await session.close()
