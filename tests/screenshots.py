@@ -57,6 +57,28 @@ async def grab(widget, name: str) -> None:
     print(OUT / f"{name}.png")
 
 
+async def shoot_console(manager, window) -> None:
+    from hvdesk.console.keys import keys_for_text
+    from hvdesk.engine import console
+    from tests.guest.build import SHELL_MARKER
+    from tests.integration.conftest import wait_for_serial
+
+    machine = manager.get("Debian 12")
+    await wait_for_serial(machine.paths.serial_log, SHELL_MARKER)
+    await console.send_keys(manager, "Debian 12", keys_for_text("uname -a; ls /; cat /proc/cpuinfo | head -5\n"))
+    window.select("Debian 12")
+    await grab(window, "main-window-preview")
+    window.show_console()
+    screen = window.consoles["Debian 12"]
+    while screen.client is None or screen.client.frames == 0:  # connecting
+        await asyncio.sleep(0.05)
+    await screen.client.whole_screen()
+    await grab(screen, "console")
+    screen.resize(520, 340)
+    await grab(screen, "console-scaled")
+    screen.close()
+
+
 async def shoot() -> None:
     from hvdesk.engine.manager import Manager
     from hvdesk.ui.app import accelerator_status
@@ -86,6 +108,7 @@ async def shoot() -> None:
         dialog.tabs.setCurrentIndex(2)
         await grab(dialog, "settings-storage")
         dialog.close()
+        await shoot_console(manager, window)
     finally:
         for machine in manager.machines():
             if machine.pid:

@@ -57,6 +57,7 @@ class ConsoleWindow(QMainWindow):
         self._build_toolbar()
         self.grab_label = QLabel()
         self.statusBar().addPermanentWidget(self.grab_label)
+        self._update_status(False)
         self._hide_timer = QTimer(self, singleShot=True, interval=TOOLBAR_HIDE_MS)
         self._hide_timer.timeout.connect(self._hide_toolbar_in_fullscreen)
         self._sized_to = None
