@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
 
 from hvdesk.console import keys
 from hvdesk.core.errors import NotFoundError
@@ -11,13 +13,16 @@ from hvdesk.core.units import format_size
 from hvdesk.engine import console, describe
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
+from hvdesk.engine.monitoring import Monitor
+from hvdesk.engine.states import VmState
+from hvdesk.monitor.series import VmSample
 
 MIB = 1024 * 1024
 
 
 async def run(args: argparse.Namespace) -> int:
     manager = Manager()
-    await manager.open(inspect=args.command == "list")
+    await manager.open(inspect=args.command in ("list", "top"))
     try:
         return await HANDLERS[args.command](manager, args)
     finally:
@@ -123,6 +128,73 @@ def _format_info(data: dict) -> str:
     return "\n".join(lines)
 
 
+async def cmd_stats(manager: Manager, args: argparse.Namespace) -> int:
+    machine = manager.get(args.name)
+    await manager.refresh_state(machine)
+    machine.require(VmState.RUNNING, VmState.PAUSED, action="sample")
+    monitor = Monitor(manager, interval=args.interval)
+    await monitor.tick()  # the baseline: rates need two readings
+    shown = 0
+    while not args.count or shown < args.count:
+        await asyncio.sleep(args.interval)
+        await manager.refresh_state(machine)
+        if machine.state not in (VmState.RUNNING, VmState.PAUSED):
+            print(f"{machine.name!r} is {machine.state}", file=sys.stderr)
+            return 1
+        sample = (await monitor.tick()).get(machine.name)
+        if sample is None:
+            continue
+        print(json.dumps(sample.to_json()) if args.json else stats_line(sample), flush=True)
+        shown += 1
+    return 0
+
+
+def _size(value: float | None) -> str:
+    return format_size(int(value)) if value is not None else "-"
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:5.1f}%" if value is not None else "    -"
+
+
+def stats_line(sample: VmSample) -> str:
+    vcpus = " ".join(_pct(v).strip() for v in sample.vcpus)
+    return (f"cpu {_pct(sample.cpu)} [{vcpus}]  rss {_size(sample.rss)}  balloon {_size(sample.balloon)}  "
+            f"guest used {_size(sample.guest_used)}/{_size(sample.guest_total)}  "
+            f"disk r {_size(sample.disk_read)}/s w {_size(sample.disk_write)}/s")
+
+
+async def cmd_top(manager: Manager, args: argparse.Namespace) -> int:
+    monitor = Monitor(manager, interval=args.interval)
+    await monitor.tick()
+    refreshes = 0
+    clear = "\033[H\033[J" if sys.stdout.isatty() else ""
+    while not args.count or refreshes < args.count:
+        await asyncio.sleep(args.interval)
+        await manager.refresh()
+        samples = await monitor.tick()
+        host = monitor.host.latest
+        rows = [("NAME", "STATE", "CPU", "vCPUs", "RSS", "BALLOON", "GUEST USED", "DISK R/s", "DISK W/s")]
+        for machine in manager.machines():
+            sample = samples.get(machine.name)
+            if sample is None:
+                continue
+            rows.append((machine.name, str(machine.state), _pct(sample.cpu).strip(),
+                         " ".join(_pct(v).strip() for v in sample.vcpus), _size(sample.rss), _size(sample.balloon),
+                         _size(sample.guest_used), _size(sample.disk_read), _size(sample.disk_write)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        print(clear + f"hvdesk top — host CPU {sum(host.cpu_per_core) / len(host.cpu_per_core):.0f}%, memory "
+              f"{format_size(host.memory_used)} used of {format_size(host.memory_total)}, "
+              f"{format_size(host.committed)} given to {len(rows) - 1} running VM(s)")
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if len(rows) == 1:
+            print("(no VM is running)")
+        sys.stdout.flush()
+        refreshes += 1
+    return 0
+
+
 async def cmd_screenshot(manager: Manager, args: argparse.Namespace) -> int:
     png = await console.screenshot(manager, args.name)
     target = args.file.expanduser()
@@ -152,4 +224,5 @@ HANDLERS = {
     "list": cmd_list, "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
     "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
     "info": cmd_info, "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
+    "stats": cmd_stats, "top": cmd_top,
 }

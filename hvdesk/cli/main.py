@@ -56,6 +56,13 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _interval(text: str) -> float:
+    value = _seconds(text)
+    if not 0.5 <= value <= 10:
+        raise argparse.ArgumentTypeError("the interval must be between 0.5 and 10 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hvdesk", description="Create, run and manage QEMU virtual machines.")
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show hvdesk's and QEMU's versions")
@@ -97,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show a VM's state and settings")
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("stats", help="CPU, memory and disk of a running VM, one line per sample")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N samples (default: until Ctrl+C)")
+    p.add_argument("--interval", type=_interval, default=1.0, metavar="S", help="seconds between samples (0.5-10)")
+
+    p = sub.add_parser("top", help="a refreshing table of all running VMs")
+    p.add_argument("--interval", type=_interval, default=2.0, metavar="S", help="seconds between refreshes")
+    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N refreshes")
 
     p = sub.add_parser("screenshot", help="save the VM's screen as PNG (through its VNC console)")
     p.add_argument("name")

@@ -25,6 +25,7 @@ class Machine:
     run: RunInfo | None = None
     session: QmpSession | None = field(default=None, repr=False)  # the watcher's QMP session
     expect_exit: bool = False  # we asked QEMU to end: its exit is a stop, not an abort
+    balloon: int | None = None  # bytes, from BALLOON_CHANGE events while watched
 
     @property
     def name(self) -> str:

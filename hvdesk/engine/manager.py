@@ -165,7 +165,7 @@ class Manager:
 
     async def _query_status(self, machine: Machine) -> None:
         try:
-            async with self._qmp(machine) as qmp:
+            async with self.qmp(machine) as qmp:
                 status = await qmp.execute("query-status")
             state, reason = state_from_status(status["status"])
         except QemuError as exc:
@@ -180,7 +180,7 @@ class Manager:
             runtime.mark_aborted(paths, f"QEMU (pid {pid}) ended without a clean exit "
                                         f"(killed or crashed); see {paths.qemu_log}")
         runtime.remove_run_dir(paths)
-        machine.pid, machine.run, machine.expect_exit = None, None, False
+        machine.pid, machine.run, machine.expect_exit, machine.balloon = None, None, False, None
         reason = runtime.aborted_reason(paths)
         self._set(machine, VmState.ABORTED if reason else VmState.STOPPED, reason or "")
 
@@ -204,6 +204,9 @@ class Manager:
         return True
 
     def _on_event(self, machine: Machine, event: str, data: dict) -> None:
+        if event == "BALLOON_CHANGE":
+            machine.balloon = data.get("actual")
+            return
         state = EVENT_STATES.get(event)
         if state is not None and machine.state != VmState.STARTING:
             reason = data.get("reason", "") if event == "SHUTDOWN" else ""
@@ -393,7 +396,7 @@ class Manager:
             await self._inspect(machine)
 
     @contextlib.asynccontextmanager
-    async def _qmp(self, machine: Machine) -> AsyncIterator[QmpSession]:
+    async def qmp(self, machine: Machine) -> AsyncIterator[QmpSession]:
         """The watcher's session if we hold one, else a short one on the command socket."""
         if machine.session is not None and machine.session.connected:
             yield machine.session
@@ -407,7 +410,7 @@ class Manager:
 
     async def command(self, machine: Machine, command: str, arguments: dict | None = None,
                        timeout: float = 10.0) -> object:
-        async with self._qmp(machine) as qmp:
+        async with self.qmp(machine) as qmp:
             return await qmp.execute(command, arguments, timeout=timeout)
 
     def lock(self, machine: Machine) -> asyncio.Lock:

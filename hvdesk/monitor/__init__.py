@@ -1,1 +1,1 @@
-"""Reserved for a later layer (see ARCHITECTURE.md)."""
+"""Measuring VMs and the host: samplers feeding fixed-size ring buffers. No Qt."""

@@ -1,0 +1,52 @@
+"""Reading the numbers: a QEMU process and its vCPU threads (psutil), the host, and the
+replies of QMP's query-blockstats and the balloon's guest-stats (parsed here; asked elsewhere)."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from hvdesk.monitor.series import HostSample
+
+DISK_KEYS = ("rd_bytes", "wr_bytes", "rd_operations", "wr_operations")
+
+
+def read_process(pid: int, vcpu_tids: list[int]) -> tuple[float | None, list[float | None], int | None]:
+    """(CPU seconds of the whole process, CPU seconds of each vCPU thread, RSS bytes)."""
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            times = proc.cpu_times()
+            rss = proc.memory_info().rss
+            threads = {t.id: t.user_time + t.system_time for t in proc.threads()}
+    except psutil.Error:
+        return None, [None] * len(vcpu_tids), None
+    return times.user + times.system, [threads.get(tid) for tid in vcpu_tids], rss
+
+
+def parse_guest_stats(reply: dict) -> dict[str, int | None]:
+    """qom-get guest-stats -> {name: value}; QEMU says -1 for a stat the guest did not report, and
+    last-update 0 until the guest's balloon driver reported at all: both become None."""
+    stats = reply.get("stats", {}) if isinstance(reply, dict) else {}
+    if not reply or not reply.get("last-update"):
+        return {name: None for name in stats}
+    return {name: (value if isinstance(value, int) and value >= 0 else None) for name, value in stats.items()}
+
+
+def sum_blockstats(reply: list, node_prefix: str = "disk") -> dict[str, int]:
+    """Totals over the VM's own disks (nodes named disk0, disk1...; not the CD or firmware)."""
+    totals = dict.fromkeys(DISK_KEYS, 0)
+    for entry in reply or []:
+        if not str(entry.get("node-name", "")).startswith(node_prefix):
+            continue
+        for key in DISK_KEYS:
+            totals[key] += int(entry.get("stats", {}).get(key, 0))
+    return totals
+
+
+def read_host(committed_bytes: int) -> HostSample:
+    memory = psutil.virtual_memory()
+    return HostSample(time=time.monotonic(), cpu_per_core=psutil.cpu_percent(percpu=True),
+                      memory_total=memory.total, memory_used=memory.total - memory.available,
+                      memory_available=memory.available, committed=committed_bytes)
