@@ -81,13 +81,16 @@ async def shoot_console(manager, window) -> None:
 
 async def shoot() -> None:
     from hvdesk.engine.manager import Manager
+    from hvdesk.engine.monitoring import Monitor
     from hvdesk.ui.app import accelerator_status
     from hvdesk.ui.main_window import MainWindow
     from hvdesk.ui.settings_dialog import SettingsDialog
 
     manager = Manager(watch=True)
     await manager.open()
-    window = MainWindow(manager, accel_text=accelerator_status())
+    monitor = Monitor(manager, interval=1.0)
+    monitor.start()
+    window = MainWindow(manager, monitor, accel_text=accelerator_status())
     window.resize(1100, 680)
     window.show()
     await grab(window, "welcome")

@@ -132,8 +132,11 @@ class Library:
             return False
         return True
 
-    def create_folder(self, config: VmConfig) -> Path:
-        """Make the new VM's folder (0700) and write its vm.toml; refuse a taken name."""
+    def create_folder(self, config: VmConfig, *, write_config: bool = True) -> Path:
+        """Make the new VM's folder (0700) and write its vm.toml; refuse a taken name.
+
+        With `write_config=False` the folder stays invisible to scan() until the caller saves the
+        config, which it does last, once the VM's disks exist."""
         validate_name(config.name)
         if self.exists(config.name):
             raise ConfigError(f"a VM named {config.name!r} already exists (names ignore case)")
@@ -141,7 +144,8 @@ class Library:
         folder = self._free_folder(config.name)
         folder.mkdir(mode=0o700)
         (folder / LOG_DIR).mkdir(mode=0o700)
-        self.save(folder, config)
+        if write_config:
+            self.save(folder, config)
         return folder
 
     def _free_folder(self, name: str) -> Path:

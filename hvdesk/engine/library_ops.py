@@ -57,7 +57,7 @@ def host_limits() -> tuple[int, int]:
 
 async def create(manager: Manager, request: CreateRequest) -> Machine:
     config = await _plan(manager, request)
-    folder = manager.library.create_folder(config)
+    folder = manager.library.create_folder(config, write_config=False)  # listed once complete
     try:
         if request.disk_size:
             await images.create(folder / NEW_DISK_NAME, request.disk_size)

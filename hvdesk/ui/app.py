@@ -18,6 +18,7 @@ from hvdesk import APP_NAME, __version__
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import cache_dir
 from hvdesk.engine.manager import Manager
+from hvdesk.engine.monitoring import Monitor
 from hvdesk.qemu import accel, binaries
 from hvdesk.ui.icons import app_icon
 from hvdesk.ui.main_window import MainWindow
@@ -48,10 +49,12 @@ def accelerator_status() -> str:
     return f"Accelerator: {choice.describe()}"
 
 
-async def run_app(app: QApplication, smoke_test: bool, started: float) -> int:
+async def run_app(app: QApplication, smoke_test: bool, started: float, interval: float) -> int:
     manager = Manager(watch=True)
     await manager.open()
-    window = MainWindow(manager)
+    monitor = Monitor(manager, interval=interval)
+    monitor.start()
+    window = MainWindow(manager, monitor)
     window.show()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)
@@ -60,6 +63,7 @@ async def run_app(app: QApplication, smoke_test: bool, started: float) -> int:
         window.installEventFilter(_QuitAfterFirstPaint(window, started))
     await closed.wait()
     await window.runner.wait_idle()
+    await monitor.stop()
     await manager.close()  # stops watching; the VMs keep running
     await asyncio.get_running_loop().shutdown_default_executor()
     return 0
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = argparse.ArgumentParser(prog="hvdesk gui", description="The hvdesk desktop app.")
     parser.add_argument("--smoke-test", action="store_true", help="open the window, report, and quit")
+    parser.add_argument("--interval", type=float, default=1.0, metavar="S",
+                        help="seconds between samples of the live graphs (0.5-10, default 1)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("QT_ENABLE_HIGHDPI_SCALING", "1")
     import qasync
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
     try:
         with loop:
-            return loop.run_until_complete(run_app(app, args.smoke_test, started))
+            return loop.run_until_complete(run_app(app, args.smoke_test, started, args.interval))
     except HvdeskError as exc:
         print(f"hvdesk: {exc}", file=sys.stderr)
         return 1

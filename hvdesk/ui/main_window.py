@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QLabel, QLineEdit, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from hvdesk import __version__
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
+from hvdesk.engine.monitoring import Monitor
 from hvdesk.engine.states import VmState
 from hvdesk.ui import prefs
 from hvdesk.ui.console_window import ConsoleWindow
@@ -22,6 +23,7 @@ from hvdesk.ui.create_dialog import CreateDialog
 from hvdesk.ui.details import DetailsPane
 from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.log_viewer import LogViewer
+from hvdesk.ui.performance import PerformancePane
 from hvdesk.ui.settings_dialog import SettingsDialog
 from hvdesk.ui.tasks import TaskRunner
 from hvdesk.ui.vm_list import MACHINE_ROLE, VmFilterModel, VmListModel, VmListView
@@ -64,9 +66,9 @@ ACTIONS = (
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, manager: Manager, *, accel_text: str = "") -> None:
+    def __init__(self, manager: Manager, monitor: Monitor, *, accel_text: str = "") -> None:
         super().__init__()
-        self.manager = manager
+        self.manager, self.monitor = manager, monitor
         self.prefs = prefs.Prefs()
         self.runner = TaskRunner(self)
         self._log_viewers: dict[str, LogViewer] = {}
@@ -105,7 +107,7 @@ class MainWindow(QMainWindow):
 
     def _build_central(self) -> None:
         self.filter_edit = QLineEdit(placeholderText="Filter machines", clearButtonEnabled=True)
-        self.list_model = VmListModel(self.manager, self)
+        self.list_model = VmListModel(self.manager, self.monitor, self)
         self.filter_model = VmFilterModel(self)
         self.filter_model.setSourceModel(self.list_model)
         self.filter_edit.textChanged.connect(self.filter_model.setFilterFixedString)
@@ -125,9 +127,15 @@ class MainWindow(QMainWindow):
         self.details.show_log_requested.connect(self.show_log)
         self.welcome = WelcomePage()
         self.welcome.create_requested.connect(self.new_vm)
+        self.performance = PerformancePane(self.monitor)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.details, "Details")
+        self.tabs.addTab(self.performance, "Performance")
+        self.tabs.currentChanged.connect(lambda *_: self.performance.redraw())
         self.pages = QStackedWidget()
         self.pages.addWidget(self.welcome)
-        self.pages.addWidget(self.details)
+        self.pages.addWidget(self.tabs)
 
         self.splitter = QSplitter()
         self.splitter.addWidget(left)
@@ -200,6 +208,7 @@ class MainWindow(QMainWindow):
         if machine is not None:
             self.prefs.set(prefs.SELECTED_VM, machine.name)
         self.details.show_machine(machine)
+        self.performance.show_machine(machine)
         self._update_page()
         state = machine.state if machine else None
         for spec in ACTIONS:
@@ -213,7 +222,7 @@ class MainWindow(QMainWindow):
 
     def _update_page(self) -> None:
         empty = self.list_model.rowCount() == 0
-        self.pages.setCurrentWidget(self.welcome if empty else self.details)
+        self.pages.setCurrentWidget(self.welcome if empty else self.tabs)
         if not empty and self.selected() is None:
             self.details.show_machine(None)
 
@@ -346,6 +355,7 @@ class MainWindow(QMainWindow):
         self.prefs.sync()
         self._unsubscribe()
         self.list_model.detach()
+        self.performance.detach()
         for viewer in list(self._log_viewers.values()):
             viewer.close()
         self.details.preview.stop()

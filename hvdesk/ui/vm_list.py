@@ -5,18 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTreeView, QWidget
+import math
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QPointF, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+                               QTreeView, QWidget)
 
 from hvdesk.core.osinfo import PRESETS
 from hvdesk.core.units import format_size
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
+from hvdesk.engine.monitoring import Monitor
 from hvdesk.engine.states import VmState
 from hvdesk.ui.icons import os_icon, state_icon
 
 MACHINE_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+SPARK_ROLE = Qt.ItemDataRole.UserRole + 3  # the last minute of CPU %, for the sparkline
+SPARK_POINTS = 60
 MIB = 1024 * 1024
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
@@ -50,20 +58,43 @@ COLUMNS = (  # title, text, sort key; default widths in COLUMN_WIDTHS
     Column("vCPUs", _config_value(lambda c: str(c.cpus)), _config_value(lambda c: c.cpus, 0)),
 )
 NAME, STATE = 0, 1
-COLUMN_WIDTHS = (150, 105, 105, 72, 50)
+CPU, USED = len(COLUMNS), len(COLUMNS) + 1  # live columns, from the monitor
+COLUMN_WIDTHS = (150, 105, 105, 72, 50, 110, 80)
 
 
 class VmListModel(QAbstractTableModel):
-    def __init__(self, manager: Manager, parent=None) -> None:
+    def __init__(self, manager: Manager, monitor: Monitor, parent=None) -> None:
         super().__init__(parent)
-        self._manager = manager
+        self._manager, self._monitor = manager, monitor
         self._rows: list[Machine] = manager.machines()
-        self._unsubscribe = manager.subscribe(self._on_change)
-        self.destroyed.connect(lambda *_: self._unsubscribe())
+        self._unsubscribers = [manager.subscribe(self._on_change), monitor.subscribe(self._on_tick)]
 
     def detach(self) -> None:
         """Stop following the engine (the window is closing; the Manager lives on)."""
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribers:
+            unsubscribe()
+
+    def _on_tick(self) -> None:
+        if self._rows:
+            self.dataChanged.emit(self.index(0, CPU), self.index(len(self._rows) - 1, USED))
+
+    def _live(self, machine: Machine, column: int, role: int):
+        series = self._monitor.series.get(machine.entry.folder)
+        sample = series.latest if series is not None and machine.state in (VmState.RUNNING, VmState.PAUSED) \
+            else None
+        if role == SPARK_ROLE and column == CPU:
+            return series.rings["cpu"].values(SPARK_POINTS) if sample is not None else None
+        if role == SORT_ROLE:
+            value = None if sample is None else (sample.cpu if column == CPU else sample.rss)
+            return -1 if value is None else value
+        if role == Qt.ItemDataRole.DisplayRole and sample is not None:
+            if column == CPU:
+                return f"{sample.cpu:.0f}%" if sample.cpu is not None else ""
+            return format_size(sample.rss) if sample.rss is not None else ""
+        if role == Qt.ItemDataRole.ToolTipRole and sample is not None:
+            return ("CPU of the VM's QEMU process, % of one host core (last minute)" if column == CPU
+                    else "Host memory the VM's QEMU process uses (RSS)")
+        return None
 
     def machine_at(self, row: int) -> Machine:
         return self._rows[row]
@@ -75,17 +106,19 @@ class VmListModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self._rows)
 
     def columnCount(self, parent: _Index = _ROOT) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+        return 0 if parent.isValid() else len(COLUMNS) + 2
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section].title
+            return COLUMNS[section].title if section < len(COLUMNS) else ("CPU", "Host RAM")[section - CPU]
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         machine, column = self._rows[index.row()], index.column()
+        if column >= CPU:
+            return self._live(machine, column, role)
         if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[column].text(machine)
         if role == Qt.ItemDataRole.DecorationRole:
@@ -110,7 +143,7 @@ class VmListModel(QAbstractTableModel):
             self.endResetModel()
             return
         row = self._rows.index(machine)
-        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+        self.dataChanged.emit(self.index(row, 0), self.index(row, USED))
 
 
 class VmFilterModel(QSortFilterProxyModel):
@@ -142,3 +175,28 @@ class VmListView(QTreeView):
         super().setModel(model)
         for column, width in enumerate(COLUMN_WIDTHS):
             self.setColumnWidth(column, width)
+        self.setItemDelegateForColumn(CPU, SparklineDelegate(self))
+
+
+class SparklineDelegate(QStyledItemDelegate):
+    """The last minute of CPU as a small line, with the current value beside it."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        super().paint(painter, option, index)
+        values = index.data(SPARK_ROLE)
+        if values is None or not len(values):
+            return
+        text_width = option.fontMetrics.horizontalAdvance("100%") + 6
+        area = option.rect.adjusted(text_width, 3, -3, -3)
+        if area.width() < 10:
+            return
+        top = max(100.0, float(np.nanmax(values)) if not np.all(np.isnan(values)) else 100.0)
+        step = area.width() / max(SPARK_POINTS - 1, 1)
+        offset = SPARK_POINTS - len(values)
+        points = [QPointF(area.left() + (offset + i) * step, area.bottom() - area.height() * v / top)
+                  for i, v in enumerate(values) if not math.isnan(v)]
+        selected = option.state & QStyle.StateFlag.State_Selected
+        painter.save()
+        painter.setPen(QPen(option.palette.highlightedText().color() if selected else QColor("#2b6cb0"), 1.2))
+        painter.drawPolyline(QPolygonF(points))
+        painter.restore()

@@ -17,6 +17,7 @@ from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
 from hvdesk.engine.manager import Manager  # noqa: E402
+from hvdesk.engine.monitoring import Monitor  # noqa: E402
 from hvdesk.ui.main_window import MainWindow  # noqa: E402
 from tests.integration.conftest import guest_request, kill_our_qemus, tiny_guest, wait_until  # noqa: E402,F401
 
@@ -57,20 +58,23 @@ def flush_deletes() -> None:
 @pytest.fixture
 def open_window(hv_home, run, qapp):
     """Opens main windows (as app restarts would); closes them and checks nothing leaked."""
-    made: list[tuple[MainWindow, Manager]] = []
+    made: list[tuple[MainWindow, Manager, Monitor]] = []
 
-    def open_window(poll_interval: float = 0.2) -> MainWindow:
+    def open_window(poll_interval: float = 0.2, sample_interval: float = 0.5) -> MainWindow:
         manager = Manager(watch=True, poll_interval=poll_interval)
         run(manager.open())
-        window = MainWindow(manager)
+        monitor = Monitor(manager, interval=sample_interval)
+        monitor.start()
+        window = MainWindow(manager, monitor)
         window.show()
-        made.append((window, manager))
+        made.append((window, manager, monitor))
         return window
     yield open_window
-    for window, manager in made:
+    for window, manager, monitor in made:
         if window.isVisible():
             window.close()
         run(window.runner.wait_idle())
+        run(monitor.stop())
         run(manager.close())
         window.deleteLater()
     kill_our_qemus()

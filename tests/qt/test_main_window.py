@@ -28,7 +28,7 @@ def test_empty_library_shows_welcome_then_details(window, run, until, guest_requ
     assert window.pages.currentWidget() is window.welcome
     assert "Accelerator" in window.accel_label.text() or window.accel_label.text() == ""
     run(window.manager.create(guest_request("first")))
-    until(lambda: window.pages.currentWidget() is window.details, what="details page")
+    until(lambda: window.pages.currentWidget() is window.tabs, what="details page")
     assert window.selected().name == "first"
     assert window.details._title.text() == "first"
 
@@ -199,11 +199,11 @@ def test_selection_and_layout_persist(open_window, run, until, guest_request):
         run(first.manager.create(guest_request(name)))
     until(lambda: len(row_texts(first)) == 3, what="three VMs")
     first.select("b")
-    first.resize(700, 500)  # within the offscreen screen (800x600), which geometry is clamped to
+    first.resize(760, 560)  # within the offscreen screen (800x600), which geometry is clamped to
     first.close()
     second = open_window()
     assert second.selected().name == "b"
-    assert (second.width(), second.height()) == (700, 500)
+    assert (second.width(), second.height()) == (760, 560)
 
 
 def test_app_starts_and_paints_from_the_command_line(hv_home):
