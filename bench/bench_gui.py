@@ -181,7 +181,8 @@ async def run(stderr) -> dict:
     guest = ensure_tiny_guest()
     fig = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "python": sys.version.split()[0],
            "pyside6": PySide6.__version__, "qt": qVersion(),
-           "qemu": binaries.program_version(binaries.find_emulator()), "cold": {}}
+           "qemu": binaries.program_version(binaries.find_emulator()), "cold": {},
+           "load_before": os.getloadavg()[0]}  # the host is shared: others' load inflates wall times
     offscreen = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     manager = await Manager().open()
     # The app processes are timed with blocking calls: fine, as a non-watch Manager runs no tasks.
@@ -201,6 +202,7 @@ async def run(stderr) -> dict:
     finally:
         await stop_all(manager)
         await manager.close()
+    fig["load_after"] = os.getloadavg()[0]
     return fig
 
 
@@ -212,7 +214,8 @@ def report(fig: dict) -> list[str]:
     lines = []
     say = lines.append
     say(f"hvdesk GUI bench  {fig['date']}  Python {fig['python']}  PySide6 {fig['pyside6']} (Qt {fig['qt']})"
-        f"  QEMU {fig['qemu']}  TCG")
+        f"  QEMU {fig['qemu']}  TCG  load avg {fig['load_before']:.1f} -> {fig['load_after']:.1f} on"
+        f" {os.cpu_count()} CPUs")
     say(f"cold start, s, median/max of {RUNS} (a new process each, warm file cache; goal with {LIBRARY} VMs:"
         f" painted < {PAINT_GOAL}); in-app = main() to paint, without interpreter start and imports:")
     for vms, platforms in fig["cold"].items():

@@ -21,6 +21,7 @@ from hvdesk.ui import prefs
 from hvdesk.ui.console_window import ConsoleWindow
 from hvdesk.ui.create_dialog import CreateDialog
 from hvdesk.ui.details import DetailsPane
+from hvdesk.ui.host_overview import HostOverview
 from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.performance import PerformancePane
@@ -62,6 +63,8 @@ ACTIONS = (
                (S.STOPPED, S.ABORTED, S.INACCESSIBLE), "Delete the selected VM"),
     ActionSpec("log", "Show &Log…", "log", "Ctrl+L", tuple(s for s in S if s != S.INACCESSIBLE),
                "Show the QEMU and serial logs of the selected VM"),
+    ActionSpec("overview", "Host &Overview…", "overview", "Ctrl+G", None,
+               "All running VMs' CPU and memory against the host's"),
 )
 
 
@@ -73,6 +76,7 @@ class MainWindow(QMainWindow):
         self.runner = TaskRunner(self)
         self._log_viewers: dict[str, LogViewer] = {}
         self.consoles: dict[str, ConsoleWindow] = {}
+        self.overview: HostOverview | None = None
         self.setWindowTitle("hvdesk")
         self.setWindowIcon(app_icon())
         self.actions_by_key = self._make_actions()
@@ -92,6 +96,7 @@ class MainWindow(QMainWindow):
             "new": self.new_vm, "settings": self.open_settings, "start": self.start_vm, "show": self.show_console,
             "pause": self.toggle_pause, "shutdown": self.shutdown_vm, "poweroff": self.power_off_vm,
             "reset": self.reset_vm, "delete": self.delete_vm, "log": self.show_log,
+            "overview": self.show_overview,
         }
         actions = {}
         for spec in ACTIONS:
@@ -164,6 +169,8 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(self.stop_button)
         toolbar.addSeparator()
         toolbar.addActions([a["delete"], a["log"]])
+        toolbar.addSeparator()
+        toolbar.addAction(a["overview"])
 
         menu = self.menuBar().addMenu("&Machine")
         menu.addActions([a["new"], a["settings"]])
@@ -174,6 +181,8 @@ class MainWindow(QMainWindow):
         menu.addActions([a["delete"], a["log"]])
         menu.addSeparator()
         menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(a["overview"])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("&About hvdesk", self._about)
 
@@ -315,6 +324,13 @@ class MainWindow(QMainWindow):
         window.raise_()
         window.activateWindow()
 
+    def show_overview(self) -> None:
+        if self.overview is None:
+            self.overview = HostOverview(self.monitor, self)
+            self.overview.finished.connect(lambda *_: setattr(self, "overview", None))
+        self.overview.show()
+        self.overview.raise_()
+
     def show_log(self) -> None:
         machine = self.selected()
         if machine is None or machine.entry.config is None:
@@ -359,4 +375,6 @@ class MainWindow(QMainWindow):
         for viewer in list(self._log_viewers.values()):
             viewer.close()
         self.details.preview.stop()
+        if self.overview is not None:
+            self.overview.close()
         super().closeEvent(event)

@@ -55,6 +55,10 @@ def flush_deletes() -> None:
     QApplication.processEvents()
 
 
+async def _started(monitor: Monitor) -> None:
+    monitor.start()  # from inside the loop, as in the app: its task runs on the running loop
+
+
 @pytest.fixture
 def open_window(hv_home, run, qapp):
     """Opens main windows (as app restarts would); closes them and checks nothing leaked."""
@@ -64,7 +68,7 @@ def open_window(hv_home, run, qapp):
         manager = Manager(watch=True, poll_interval=poll_interval)
         run(manager.open())
         monitor = Monitor(manager, interval=sample_interval)
-        monitor.start()
+        run(_started(monitor))
         window = MainWindow(manager, monitor)
         window.show()
         made.append((window, manager, monitor))
