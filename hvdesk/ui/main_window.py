@@ -362,12 +362,14 @@ class MainWindow(QMainWindow):
         name = self.prefs.get(prefs.SELECTED_VM)
         if not (name and self.select(name)) and self.filter_model.rowCount():
             self.select(self.filter_model.index(0, 0).data(MACHINE_ROLE).name)
+        self.tabs.setCurrentIndex(int(self.prefs.get(prefs.DETAILS_TAB)))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Save the window's layout; the VMs keep running."""
         self.prefs.set(prefs.WINDOW_GEOMETRY, self.saveGeometry())
         self.prefs.set(prefs.SPLITTER, self.splitter.saveState())
         self.prefs.set(prefs.LIST_HEADER, self.list_view.header().saveState())
+        self.prefs.set(prefs.DETAILS_TAB, self.tabs.currentIndex())
         self.prefs.sync()
         self._unsubscribe()
         self.list_model.detach()
