@@ -35,8 +35,9 @@ async def populate(manager) -> None:
 
     guest = ensure_tiny_guest()
     boot = dict(kernel=guest.kernel, initrd=guest.initrd, append=guest.append)
+    busy = dict(boot, append=guest.append + " hvdesk.burn=25")  # one vCPU busy for a while: graphs that move
     running = await manager.create(CreateRequest("Debian 12", os="debian12", memory_mib=512, cpus=2,
-                                                 disk_size=20 * GIB, notes="Build server", **boot))
+                                                 disk_size=20 * GIB, notes="Build server", **busy))
     await manager.create(CreateRequest("Windows 11", os="win11", memory_mib=4096, cpus=2, disk_size=64 * GIB))
     await manager.create(CreateRequest("Alpine edge", os="alpine", memory_mib=256, **boot))
     broken = await manager.create(CreateRequest("Old lab VM", os="linux"))
@@ -65,7 +66,9 @@ async def shoot_console(manager, window) -> None:
 
     machine = manager.get("Debian 12")
     await wait_for_serial(machine.paths.serial_log, SHELL_MARKER)
-    await console.send_keys(manager, "Debian 12", keys_for_text("uname -a; ls /; cat /proc/cpuinfo | head -5\n"))
+    await console.send_keys(manager, "Debian 12", keys_for_text(
+        "uname -a; ls /; cat /proc/cpuinfo | head -5; dd if=/dev/zero of=/run/hvdesk-alloc/a bs=1M count=96 "
+        "2>/dev/null; dd if=/dev/zero of=/dev/vda bs=1M count=64 oflag=direct 2>/dev/null\n"))
     window.select("Debian 12")
     await grab(window, "main-window-preview")
     window.show_console()
@@ -77,6 +80,13 @@ async def shoot_console(manager, window) -> None:
     screen.resize(520, 340)
     await grab(screen, "console-scaled")
     screen.close()
+    await asyncio.sleep(12)  # samples for the graphs
+    window.tabs.setCurrentWidget(window.performance)
+    await grab(window, "performance")
+    window.show_overview()
+    await grab(window.overview, "host-overview")
+    window.overview.close()
+    window.tabs.setCurrentWidget(window.details)
 
 
 async def shoot() -> None:

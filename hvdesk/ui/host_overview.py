@@ -27,7 +27,7 @@ class HostOverview(QDialog):
         self.memory = LivePlot("Host memory by VM (GiB)", "GiB", lambda v: f"{v:.2f} GiB")
         self._capacity = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c53030", width=1.5,
                                                               style=pg.QtCore.Qt.PenStyle.DashLine),
-                                         label="host memory", labelOpts={"position": 0.1, "color": "#c53030"})
+                                         label="host memory", labelOpts={"position": 0.85, "color": "#c53030"})
         self.memory.addItem(self._capacity, ignoreBounds=True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
