@@ -284,41 +284,64 @@ def make_view():
     return view
 
 
-def capacity(folder: Path, size: tuple[int, int], files: list[Path], qloop, view, profile: bool) -> dict:
-    """Interleaved rounds of every side against one replay server process; medians."""
+def worker(side: str, path: str, conn) -> None:
+    """One side in a process of its own: its own CPU account, and a heap no other side has shaped
+    (glibc's malloc thresholds adapt to earlier large blocks, and that changes the page faults)."""
+    run_loop, view = asyncio.run, None
+    if side in ("client_qasync", "client_view"):
+        import qasync
+        from PySide6.QtWidgets import QApplication
+        app = QApplication(sys.argv[:1])
+        qloop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(qloop)
+        run_loop, view = qloop.run_until_complete, make_view() if side == "client_view" else None
+
+    def run(seconds: float) -> dict:
+        return BareReader(path).measure(seconds) if side == "bare" else run_loop(client_run(path, seconds, view))
+    while (order := conn.recv()) is not None:
+        seconds, profile = order
+        conn.send(profiled(run, seconds) if profile else run(seconds))
+
+
+def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bool) -> dict:
+    """Interleaved rounds of every side (a worker process each) against one replay server process."""
     path = folder / f"replay-{size[0]}.sock"
-    spawn = multiprocessing.get_context("spawn")  # a fresh process: no Qt or event loop state forked
+    spawn = multiprocessing.get_context("spawn")  # fresh processes: nothing forked from this one
     ready = spawn.Event()
     server = spawn.Process(target=serve, args=(str(path), *size, [str(f) for f in files], ready), daemon=True)
     server.start()
-
-    def on_qasync(coro):
-        asyncio.set_event_loop(qloop)
-        return qloop.run_until_complete(coro)
-    sides = {"bare": lambda seconds: BareReader(path).measure(seconds),
-             "client": lambda seconds: asyncio.run(client_run(path, seconds)),
-             "client_qasync": lambda seconds: on_qasync(client_run(path, seconds)),
-             "client_view": lambda seconds: on_qasync(client_run(path, seconds, view))}
+    pipes, workers = {}, []
     try:
         if not ready.wait(60):
             raise RuntimeError("the replay server did not start")
+        for side in SIDES:
+            pipes[side], theirs = spawn.Pipe()
+            workers.append(spawn.Process(target=worker, args=(side, str(path), theirs), daemon=True))
+            workers[-1].start()
         runs = defaultdict(list)
         for round_ in range(-1, ROUNDS):  # the first round only warms up
-            for name, side in sides.items():
-                fig = side(WINDOW)
-                runs[name] += [fig] if round_ >= 0 else []
-        fig = {name: median_of(samples) for name, samples in runs.items()}
-        if profile:
-            fig["profile"] = {name: profiled(sides[name]) for name in GOAL_SIDES}
+            for side, pipe in pipes.items():
+                pipe.send((WINDOW, False))
+                runs[side] += [pipe.recv()] if round_ >= 0 else []
+        fig = {side: median_of(samples) for side, samples in runs.items()}
+        for side in GOAL_SIDES if profile else ():
+            pipes[side].send((3.0, True))
+            fig.setdefault("profile", {})[side] = pipes[side].recv()
         return fig
     finally:
-        server.terminate()
-        server.join()
+        for pipe in pipes.values():
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        for proc in [*workers, server]:
+            proc.join(10 if proc is not server else 0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
 
 
-def profiled(side) -> str:
+def profiled(run, seconds: float) -> str:
     profiler = cProfile.Profile()
-    profiler.runcall(side, 3.0)
+    profiler.runcall(run, seconds)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(14)
     return out.getvalue()
@@ -360,21 +383,12 @@ def report(fig: dict) -> list[str]:
 
 def run(folder: Path, profile: bool) -> dict:
     import PySide6
-    import qasync
     from PySide6.QtCore import qVersion
-    from PySide6.QtWidgets import QApplication
     fig = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "python": sys.version.split()[0],
            "pyside6": PySide6.__version__, "qt": qVersion(), "qemu": binaries.program_version(binaries.find_emulator())}
     load = os.getloadavg()[0]
     fig["guest"], files = asyncio.run(real_guest(folder))
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    qloop, view = qasync.QEventLoop(app), make_view()
-    try:
-        fig["replay"] = {f"{w}x{h}": capacity(folder, (w, h), files[(w, h)], qloop, view, profile and w == 1920)
-                         for w, h in SIZES}
-    finally:
-        view.close()
-        qloop.close()
+    fig["replay"] = {f"{w}x{h}": capacity(folder, (w, h), files[(w, h)], profile and w == 1920) for w, h in SIZES}
     fig["load"] = [load, os.getloadavg()[0]]
     return fig
 

@@ -26,6 +26,7 @@ class Machine:
     session: QmpSession | None = field(default=None, repr=False)  # the watcher's QMP session
     expect_exit: bool = False  # we asked QEMU to end: its exit is a stop, not an abort
     balloon: int | None = None  # bytes, from BALLOON_CHANGE events while watched
+    _paths: tuple | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -39,7 +40,12 @@ class Machine:
 
     @property
     def paths(self) -> VmPaths:
-        return vm_paths(self.entry.folder, self.config.uuid)
+        # Computed once per folder and uuid: the runtime root is hashed from the data dir, and
+        # the Manager's once-a-second poll asks for these paths for every VM.
+        key = (self.entry.folder, self.config.uuid)
+        if self._paths is None or self._paths[0] != key:
+            self._paths = (key, vm_paths(*key))
+        return self._paths[1]
 
     def require(self, *states: VmState, action: str) -> None:
         """Raise StateError unless the VM is in one of `states`."""

@@ -67,6 +67,7 @@ class VmListModel(QAbstractTableModel):
         super().__init__(parent)
         self._manager, self._monitor = manager, monitor
         self._rows: list[Machine] = manager.machines()
+        self._shown_live: set = set()  # rows whose live columns show values
         self._unsubscribers = [manager.subscribe(self._on_change), monitor.subscribe(self._on_tick)]
 
     def detach(self) -> None:
@@ -75,8 +76,15 @@ class VmListModel(QAbstractTableModel):
             unsubscribe()
 
     def _on_tick(self) -> None:
-        if self._rows:
-            self.dataChanged.emit(self.index(0, CPU), self.index(len(self._rows) - 1, USED))
+        # Only rows with fresh samples change; a VM that stopped gets one last update to clear.
+        for row, machine in enumerate(self._rows):
+            live = machine.state in (VmState.RUNNING, VmState.PAUSED)
+            if live or machine.entry.folder in self._shown_live:
+                self.dataChanged.emit(self.index(row, CPU), self.index(row, USED))
+            if live:
+                self._shown_live.add(machine.entry.folder)
+            else:
+                self._shown_live.discard(machine.entry.folder)
 
     def _live(self, machine: Machine, column: int, role: int):
         series = self._monitor.series.get(machine.entry.folder)
