@@ -34,7 +34,7 @@ import PySide6
 from PySide6.QtCore import qVersion
 
 from hvdesk.core.errors import HvdeskError
-from hvdesk.core.osinfo import PRESETS
+from hvdesk.core.osinfo import presets
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
@@ -141,9 +141,9 @@ def idle(env: dict, stderr) -> dict:
 
 async def populate(manager: Manager, guest: TinyGuest) -> None:
     """Varied VMs that never run (BIOS presets only: the UEFI ones need OVMF), then the tiny guests."""
-    presets = [p.id for p in PRESETS.values() if p.firmware == "bios"]
+    bios_ids = [p.id for p in presets().values() if p.firmware == "bios"]
     for i in range(LIBRARY - len(TINY)):
-        os_id = presets[i % len(presets)]
+        os_id = bios_ids[i % len(bios_ids)]
         await manager.create(CreateRequest(name=f"{os_id}-{i:02}", os=os_id, disk_size=2**30 if i % 4 == 0 else None,
                                            memory_mib=(256, 512, 1024, 2048, 4096)[i % 5]))
     for name in TINY:

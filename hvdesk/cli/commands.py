@@ -54,6 +54,8 @@ async def cmd_create(manager: Manager, args: argparse.Namespace) -> int:
         attach_disk=args.attach_disk, iso=args.iso, kernel=args.kernel, initrd=args.initrd,
         append=args.append, firmware=args.firmware, machine=args.machine, notes=args.notes))
     config = machine.config
+    if machine.notice:
+        print(machine.notice)
     print(f"Created {config.name!r}: {config.os}, {format_size(config.memory_mib * MIB)}, "
           f"{config.cpus} vCPU{'s' if config.cpus > 1 else ''}, {len(config.disks)} disk(s), in {machine.entry.folder}")
     return 0

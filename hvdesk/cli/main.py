@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("create", help="create a VM")
     p.add_argument("name")
-    p.add_argument("--os", default="other", help="OS preset id (default: other)")
+    p.add_argument("--os", help="OS preset id (default: detected from --iso, else other)")
     p.add_argument("--memory", type=_memory, metavar="MIB", help="memory: MiB, or with a unit (2G)")
     p.add_argument("--cpus", type=int, metavar="N", help="virtual CPUs")
     disk = p.add_mutually_exclusive_group()

@@ -1,48 +1,57 @@
-"""OS presets: what a new VM of a given OS gets unless the user says otherwise.
-
-A short list for now; the new-VM wizard widens it (and reads osinfo-db where installed).
-"""
+"""OS presets: what a new VM of a given OS gets unless the user says otherwise, read from
+resources/os/presets.toml (data, not code: a new OS is a new entry there)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import re
+import tomllib
+from dataclasses import dataclass, field
 
 from hvdesk.core.errors import ConfigError
+from hvdesk.core.paths import resources_dir
 
 
 @dataclass(frozen=True)
 class OsPreset:
     id: str
     label: str
-    memory_mib: int
+    memory_mib: int  # recommended
     cpus: int
     disk_gib: int
     family: str = "other"  # linux | windows | bsd | other: picks the icon
     firmware: str = "bios"
     machine: str = "q35"
+    min_memory_mib: int = 64
+    tpm: bool = False  # needs a TPM 2.0 (Windows 11)
+    virtio: bool = True  # has virtio drivers out of the box; else SATA and e1000
+    patterns: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
 
 
-PRESETS = {p.id: p for p in (
-    OsPreset("other", "Other", 512, 1, 8),
-    OsPreset("linux", "Other Linux", 1024, 1, 16, "linux"),
-    OsPreset("debian12", "Debian 12", 2048, 2, 20, "linux"),
-    OsPreset("ubuntu24.04", "Ubuntu 24.04", 4096, 2, 25, "linux"),
-    OsPreset("fedora", "Fedora", 4096, 2, 25, "linux"),
-    OsPreset("alpine", "Alpine Linux", 512, 1, 4, "linux"),
-    OsPreset("freebsd", "FreeBSD", 2048, 2, 20, "bsd"),
-    OsPreset("win10", "Windows 10", 4096, 2, 64, "windows"),
-    OsPreset("win11", "Windows 11", 4096, 2, 64, "windows", firmware="uefi"),
-)}
+@functools.lru_cache(maxsize=1)
+def _load() -> dict[str, OsPreset]:
+    data = tomllib.loads((resources_dir() / "os" / "presets.toml").read_text(encoding="utf-8"))
+    presets = {}
+    for entry in data["preset"]:
+        entry = dict(entry)
+        entry["patterns"] = tuple(re.compile(p) for p in entry.get("patterns", ()))
+        presets[entry["id"]] = OsPreset(**entry)
+    return presets
+
+
+def presets() -> dict[str, OsPreset]:
+    """Every preset by id, in the file's order (which is also the detection order)."""
+    return _load()
 
 
 def preset(os_id: str) -> OsPreset:
     try:
-        return PRESETS[os_id]
+        return _load()[os_id]
     except KeyError:
-        raise ConfigError(f"unknown OS {os_id!r} (known: {', '.join(sorted(PRESETS))})") from None
+        raise ConfigError(f"unknown OS {os_id!r} (known: {', '.join(sorted(_load()))})") from None
 
 
 def family(os_id: str) -> str:
     """The OS family of a preset id, "other" for ids this hvdesk does not know."""
-    found = PRESETS.get(os_id)
+    found = _load().get(os_id)
     return found.family if found else "other"

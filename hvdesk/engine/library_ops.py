@@ -3,6 +3,8 @@ half-way removes what was made."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ import psutil
 
 from hvdesk.core.config import CdDrive, Disk, KernelBoot, VmConfig
 from hvdesk.core.errors import ConfigError, DiskInUseError, NotFoundError, StateError
+from hvdesk.core.iso import Detection, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset
 from hvdesk.core.units import format_size
@@ -24,13 +27,14 @@ from hvdesk.qemu import firmware, images
 if TYPE_CHECKING:
     from hvdesk.engine.manager import Manager
 
-NEW_DISK_NAME = "disk0.qcow2"  # not named after the VM, so a rename never orphans it
+NEW_DISK_NAME = "disk0.qcow2"
+GIB = 1024**3  # not named after the VM, so a rename never orphans it
 
 
 @dataclass
 class CreateRequest:
     name: str
-    os: str = "other"
+    os: str | None = None  # None: detected from the ISO, else "other"
     memory_mib: int | None = None  # None: the OS preset's recommendation
     cpus: int | None = None
     disk_size: int | None = None  # bytes of a new thin qcow2 disk
@@ -56,12 +60,15 @@ def host_limits() -> tuple[int, int]:
 
 
 async def create(manager: Manager, request: CreateRequest) -> Machine:
-    config = await _plan(manager, request)
+    config, detection = await _plan(manager, request)
+    if request.disk_size is None and request.attach_disk is None and request.kernel is None and request.iso:
+        request = dataclasses.replace(request, disk_size=preset(config.os).disk_gib * GIB)  # an install needs one
     folder = manager.library.create_folder(config, write_config=False)  # listed once complete
     try:
         if request.disk_size:
             await images.create(folder / NEW_DISK_NAME, request.disk_size)
-            config.disks.append(Disk(path=NEW_DISK_NAME, format="qcow2", created=True))
+            config.disks.append(Disk(path=NEW_DISK_NAME, format="qcow2", created=True,
+                                     bus=_disk_bus(config, preset(config.os))))
         if config.firmware == "uefi":
             vars_file = folder / "uefi-vars.fd"
             shutil.copyfile(firmware.find_uefi(config.machine).vars_template, vars_file)
@@ -70,15 +77,20 @@ async def create(manager: Manager, request: CreateRequest) -> Machine:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return manager.adopt(manager.library.load(folder))
+    machine = manager.adopt(manager.library.load(folder))
+    machine.notice = f"OS detected from the ISO: {detection.reason}" if detection else ""
+    return machine
 
 
-async def _plan(manager: Manager, request: CreateRequest) -> VmConfig:
+async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Detection | None]:
     """The new VM's config, with every input checked; nothing written yet."""
     validate_name(request.name)
     if manager.library.exists(request.name):
         raise ConfigError(f"a VM named {request.name!r} already exists (names ignore case)")
-    os_preset = preset(request.os)
+    detection = None
+    if request.os is None and request.iso is not None:
+        detection = await asyncio.to_thread(detect, existing_file(request.iso, "ISO image"))
+    os_preset = preset(request.os or (detection.preset.id if detection else "other"))
     host_mib, host_cpus = host_limits()
     memory = request.memory_mib if request.memory_mib is not None else os_preset.memory_mib
     cpus = request.cpus if request.cpus is not None else min(os_preset.cpus, host_cpus)
@@ -91,8 +103,11 @@ async def _plan(manager: Manager, request: CreateRequest) -> VmConfig:
     config = VmConfig(name=request.name, os=os_preset.id, memory_mib=memory, cpus=cpus,
                       firmware=request.firmware or os_preset.firmware,
                       machine=request.machine or os_preset.machine, notes=request.notes)
+    if not os_preset.virtio:  # no virtio drivers in the installer: devices it knows
+        config.nics = [dataclasses.replace(nic, model="e1000") for nic in config.nics]
     if request.attach_disk is not None:
-        config.disks.append(await existing_disk(manager, request.attach_disk))
+        config.disks.append(dataclasses.replace(await existing_disk(manager, request.attach_disk),
+                                                bus=_disk_bus(config, os_preset)))
     if request.iso is not None:
         config.cdrom = CdDrive(iso=str(existing_file(request.iso, "ISO image")))
     if request.kernel is not None:
@@ -105,7 +120,11 @@ async def _plan(manager: Manager, request: CreateRequest) -> VmConfig:
         raise ConfigError(f"disk size {format_size(request.disk_size)} is too small (at least 1 MiB)")
     if config.firmware == "uefi":
         firmware.find_uefi(config.machine)  # missing OVMF fails now, before anything is written
-    return config.validate()
+    return config.validate(), detection
+
+
+def _disk_bus(config: VmConfig, os_preset) -> str:
+    return "virtio" if os_preset.virtio else ("sata" if config.machine == "q35" else "ide")
 
 
 def existing_file(path: Path, what: str) -> Path:

@@ -26,6 +26,7 @@ class Machine:
     session: QmpSession | None = field(default=None, repr=False)  # the watcher's QMP session
     expect_exit: bool = False  # we asked QEMU to end: its exit is a stop, not an abort
     balloon: int | None = None  # bytes, from BALLOON_CHANGE events while watched
+    notice: str = ""  # something the engine decided that the user should hear about (e.g. detected OS)
     _paths: tuple | None = field(default=None, repr=False)
 
     @property

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBo
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.names import validate_name
-from hvdesk.core.osinfo import PRESETS, preset
+from hvdesk.core.osinfo import preset, presets
 from hvdesk.engine.library_ops import CreateRequest, host_limits
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
@@ -41,7 +41,7 @@ class CreateDialog(QDialog):
         host_mib, host_cpus = host_limits()
         self.name = QLineEdit(placeholderText="e.g. Debian 12")
         self.os = QComboBox()
-        for item in PRESETS.values():
+        for item in presets().values():
             self.os.addItem(os_icon(item.id), item.label, item.id)
         self.memory = QSpinBox(minimum=16, maximum=host_mib, singleStep=256, suffix=" MiB")
         self.cpus = QSpinBox(minimum=1, maximum=host_cpus)

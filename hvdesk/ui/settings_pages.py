@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
 
 from hvdesk.core.config import (FIRMWARES, MACHINES, NIC_MODELS, PROTOCOLS, VGA_MODELS, Nic,
                                 PortForward, VmConfig, random_mac)
-from hvdesk.core.osinfo import PRESETS
+from hvdesk.core.osinfo import presets
 from hvdesk.core.units import format_size
 from hvdesk.ui.icons import os_icon
 
@@ -53,7 +53,7 @@ class GeneralPage(Page):
         super().__init__()
         self.name = QLineEdit()
         self.os = QComboBox()
-        for item in PRESETS.values():
+        for item in presets().values():
             self.os.addItem(os_icon(item.id), item.label, item.id)
         self.notes = QPlainTextEdit()
         form = QFormLayout(self)

@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
                                QTreeView, QWidget)
 
-from hvdesk.core.osinfo import PRESETS
+from hvdesk.core.osinfo import presets
 from hvdesk.core.units import format_size
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
@@ -31,7 +31,8 @@ _ROOT = QModelIndex()
 
 
 def os_label(os_id: str) -> str:
-    return PRESETS[os_id].label if os_id in PRESETS else os_id
+    found = presets().get(os_id)
+    return found.label if found else os_id
 
 
 def state_text(machine: Machine) -> str:

@@ -122,3 +122,31 @@ def test_too_old_qemu_is_refused(cli_home, tiny_guest, tmp_path):
     done = hv("start", "old", env={"HVDESK_QEMU_DIR": str(tmp_path)})
     assert done.returncode == 1
     assert "QEMU 5.2.0 at" in done.stderr and "is too old: hvdesk needs 6.2 or newer" in done.stderr
+
+
+def test_create_from_an_iso_detects_the_os_and_applies_its_preset(cli_home, tmp_path):
+    from tests.unit.test_iso_detect import make_iso
+    debian = make_iso(tmp_path / "debian-12.5.0-amd64-netinst.iso", "Debian 12.5.0 amd64 n",
+                      {"/.disk/info": b'Debian GNU/Linux 12.5.0 "Bookworm" - Official amd64 NETINST'})
+    done = hv("create", "deb", "--iso", str(debian))
+    assert done.returncode == 0, done.stderr
+    assert "OS detected from the ISO: Debian 12 (bookworm): the ISO's .disk/info says" in done.stdout
+    info = json.loads(hv("info", "deb", "--json").stdout)
+    assert (info["os"], info["memory_mib"], info["cpus"]) == ("debian12", 2048, 2)
+    assert info["disks"][0]["virtual_size"] == 20 * 1024**3 and info["disks"][0]["bus"] == "virtio"
+    assert info["cdrom"]["iso"] == str(debian)
+
+    windows = make_iso(tmp_path / "Win11_23H2_English_x64v2.iso", "CCCOMA_X64FRE_EN-US_DV9",
+                       {"/sources/install.wim": b"MSWIM"}, rock_ridge=False)
+    assert hv("create", "win", "--iso", str(windows), "--memory", "2G").returncode == 0
+    info = json.loads(hv("info", "win", "--json").stdout)
+    assert (info["os"], info["firmware"], info["memory_mib"]) == ("win11", "uefi", 2048)  # --memory wins
+    assert info["disks"][0]["bus"] == "sata" and info["nics"][0]["model"] == "e1000"  # no virtio drivers
+
+    assert hv("create", "forced", "--iso", str(windows), "--os", "linux").returncode == 0
+    assert json.loads(hv("info", "forced", "--json").stdout)["os"] == "linux"  # the person decides
+
+    junk = tmp_path / "holiday.iso"
+    junk.write_bytes(b"\0" * 65536)
+    done = hv("create", "junk", "--iso", str(junk))
+    assert done.returncode == 1 and "is not a readable ISO image" in done.stderr

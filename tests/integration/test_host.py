@@ -53,7 +53,7 @@ def free_port() -> int:
 async def test_device_variants_boot(manager, guest_request, tiny_guest, tmp_path, machine_type, bus, nic_model):
     iso = tmp_path / "media.iso"
     iso.write_bytes(b"\0" * MIB)
-    machine = await manager.create(guest_request("v", disk_size=64 * MIB, iso=iso))
+    machine = await manager.create(guest_request("v", disk_size=64 * MIB, iso=iso, os="linux"))
     config = machine.config
     port = free_port()
     config.machine, config.disks[0].bus, config.cdrom = machine_type, bus, CdDrive(iso=str(iso), bus=bus)

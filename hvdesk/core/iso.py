@@ -1,0 +1,144 @@
+"""Recognising an installer ISO: read its volume id, a few marker files and its top-level layout
+(pycdlib reads just those sectors, never the whole image), and match them against the OS presets'
+patterns. The person can always override what is proposed; the reason says what was seen."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pycdlib
+from pycdlib.pycdlibexception import PyCdlibException
+
+from hvdesk.core.errors import ConfigError, NotFoundError
+from hvdesk.core.osinfo import OsPreset, presets
+
+MARKER_FILES = ("/.disk/info", "/.treeinfo", "/.alpine-release", "/arch/version")
+LISTED_DIRS = ("/", "/sources", "/arch", "/boot", "/casper", "/isolinux")
+MAX_MARKER = 64 * 1024
+GENERIC = {"linux", "other"}  # tried only when no specific preset matched
+
+
+@dataclass(frozen=True)
+class IsoFacts:
+    volume_id: str
+    disk_info: str
+    treeinfo: str
+    paths: tuple[str, ...]  # files and folders at the top levels, lower case
+
+    def evidence(self, file_name: str) -> str:
+        """What the presets' patterns are matched against, one fact per line."""
+        return "\n".join([f"volume: {self.volume_id}", f"info: {self.disk_info}", f"treeinfo: {self.treeinfo}",
+                          f"file: {file_name}", "file-list: " + " ".join(self.paths)])
+
+
+@dataclass(frozen=True)
+class Detection:
+    preset: OsPreset
+    reason: str
+
+
+def read_iso(path: Path) -> IsoFacts:
+    if not path.exists():
+        raise NotFoundError(f"ISO image {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"ISO image {path} is not a file")
+    image = pycdlib.PyCdlib()
+    try:
+        image.open(str(path))
+    except (PyCdlibException, OSError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{path} is not a readable ISO image ({exc})") from None
+    try:
+        volume = image.pvd.volume_identifier.decode("ascii", errors="replace").strip(" \0")
+        texts = {name: _read_text(image, name) for name in MARKER_FILES}
+        paths = tuple(sorted({p for folder in LISTED_DIRS for p in _list(image, folder)}))
+    finally:
+        image.close()
+    return IsoFacts(volume_id=volume, disk_info=texts["/.disk/info"].strip(), treeinfo=texts["/.treeinfo"],
+                    paths=paths + tuple(name for name, text in texts.items() if text))
+
+
+def detect(path: Path) -> Detection | None:
+    """The preset this ISO installs, with the reason; None when nothing matched."""
+    facts = read_iso(path)
+    evidence = facts.evidence(path.name)
+    specific = [p for p in presets().values() if p.id not in GENERIC]
+    generic = [p for p in presets().values() if p.id in GENERIC]
+    # Each preset lists its strongest clue first: try everyone's first clue, then everyone's second...
+    for group in (specific, generic):
+        for rank in range(max((len(p.patterns) for p in group), default=0)):
+            for candidate in group:
+                if rank < len(candidate.patterns) and (match := candidate.patterns[rank].search(evidence)):
+                    return Detection(candidate, f"{candidate.label}: the ISO's {_what(match.group(0).strip())}")
+    return None
+
+
+def _what(seen: str) -> str:
+    kind, _, value = seen.partition(": ")
+    names = {"volume": "volume id", "info": ".disk/info", "treeinfo": ".treeinfo", "file": "file name",
+             "file-list": "layout"}
+    return f"{names.get(kind, kind)} says {value[:80]!r}" if value else f"{names.get(kind, kind)} matches"
+
+
+def _read_text(image: pycdlib.PyCdlib, name: str) -> str:
+    """A small file's text, by its Rock Ridge, Joliet or plain ISO 9660 name; "" if absent."""
+    for facade in _facades(image):
+        try:
+            record = facade.get_record(name if facade is not image.get_iso9660_facade() else _iso_name(name))
+            if record.data_length > MAX_MARKER:
+                return ""
+            out = io.BytesIO()
+            facade.get_file_from_iso_fp(out, name if facade is not image.get_iso9660_facade() else _iso_name(name))
+            return out.getvalue().decode("utf-8", errors="replace")
+        except (PyCdlibException, AttributeError, KeyError):
+            continue
+    return ""
+
+
+def _list(image: pycdlib.PyCdlib, folder: str) -> set[str]:
+    for facade in _facades(image):
+        try:
+            target = folder if facade is not image.get_iso9660_facade() else _iso_name(folder, directory=True)
+            names = set()
+            for child in facade.list_children(target):
+                if child is None or child.is_dot() or child.is_dotdot():
+                    continue
+                name = _child_name(child)
+                names.add(f"{folder.rstrip('/')}/{name}".lower())
+            return names
+        except (PyCdlibException, AttributeError, KeyError):
+            continue
+    return set()
+
+
+def _facades(image: pycdlib.PyCdlib) -> list:
+    out = []
+    if image.has_rock_ridge():
+        out.append(image.get_rock_ridge_facade())
+    if image.has_joliet():
+        out.append(image.get_joliet_facade())
+    out.append(image.get_iso9660_facade())
+    return out
+
+
+def _child_name(child) -> str:
+    if child.rock_ridge is not None and child.rock_ridge.name():
+        return child.rock_ridge.name().decode("utf-8", errors="replace")
+    return child.file_identifier().decode("utf-16-be" if b"\0" in child.file_identifier() else "ascii",
+                                          errors="replace").split(";")[0].rstrip(".")
+
+
+def _iso_name(path: str, directory: bool = False) -> str:
+    """Plain ISO 9660 spelling: upper case, file versions, dots only before extensions."""
+    if path == "/":
+        return "/"
+    parts = []
+    names = path.strip("/").split("/")
+    for index, part in enumerate(names):
+        part = part.upper().lstrip(".").replace("-", "_") or "_"
+        last = index == len(names) - 1
+        if last and not directory:
+            part = (part if "." in part else part + ".") + ";1"
+        parts.append(part)
+    return "/" + "/".join(parts)
