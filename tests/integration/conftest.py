@@ -64,6 +64,7 @@ async def engines(hv_home: Path):
 def guest_request(tiny_guest: TinyGuest):
     def make(name: str, **fields) -> CreateRequest:
         fields.setdefault("memory_mib", 256)
+        fields.setdefault("os", "linux")  # the tiny guest is Linux: virtio disks and network
         return CreateRequest(name=name, kernel=tiny_guest.kernel, initrd=tiny_guest.initrd,
                              append=fields.pop("append", tiny_guest.append), **fields)
     return make
