@@ -5,8 +5,9 @@
    fills video memory with noise and pans the display start, so every pixel changes each redraw;
    8 such screens are saved per size. Client and bare reader take turns;
 2. replay, per size: a server process sends the saved screens, one full Raw rectangle per update
-   request, as fast as they are asked for; bare reader | client (asyncio) | client (qasync) |
-   client + ConsoleView (qasync, offscreen, 1280x800 window, scaled) in interleaved rounds;
+   request, as fast as they are asked for, to bare reader | client (asyncio) | client (qasync) |
+   client + ConsoleView (qasync, offscreen, 1280x800 window, scaled): one worker process each,
+   in interleaved rounds. CPU time and page faults are the reading process's own;
 3. versions, date, load. --profile: cProfile of the client at 1920x1080.
 
     .venv/bin/python -m bench.bench_console [--json] [--profile]
@@ -27,6 +28,7 @@ import pstats
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -160,7 +162,7 @@ async def watch(machine, record: int = 0) -> tuple[dict, list[bytes]]:
     def frame() -> None:
         data = client.framebuffer.data
         if len(shots) < record and client.frames > 1 and (not shots or data != shots[-1]):
-            shots.append(bytes(data))  # each differs from the last: the guest never shows one twice
+            shots.append(bytes(data))  # consecutive screens differ: the guest pans between them
     client = await console.connect(machine, ConsoleEvents(frame=frame, update=lambda x, y, w, h: area.append(w * h)))
     async with running(client) as fb:
         while len(shots) < record:
@@ -232,7 +234,7 @@ def serve(path: str, width: int, height: int, files: list[str], ready) -> None:
     skip = {0: 19, 3: 9, 4: 7, 5: 5}  # bodies of SetPixelFormat, UpdateRequest, KeyEvent, PointerEvent
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(path)
-        listener.listen(1)
+        listener.listen(8)  # room to spare: a unix connect to a full backlog fails with EAGAIN
         ready.set()
         while True:  # one connection per measured run, until the parent terminates us
             conn, _ = listener.accept()
@@ -318,15 +320,14 @@ def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bo
             pipes[side], theirs = spawn.Pipe()
             workers.append(spawn.Process(target=worker, args=(side, str(path), theirs), daemon=True))
             workers[-1].start()
+            theirs.close()  # so that a worker's death reads as EOF here
         runs = defaultdict(list)
         for round_ in range(-1, ROUNDS):  # the first round only warms up
             for side, pipe in pipes.items():
-                pipe.send((WINDOW, False))
-                runs[side] += [pipe.recv()] if round_ >= 0 else []
+                runs[side] += [ask(pipe, (WINDOW, False))] if round_ >= 0 else []
         fig = {side: median_of(samples) for side, samples in runs.items()}
-        for side in GOAL_SIDES if profile else ():
-            pipes[side].send((3.0, True))
-            fig.setdefault("profile", {})[side] = pipes[side].recv()
+        if profile:
+            fig["profile"] = {side: ask(pipes[side], (3.0, True)) for side in GOAL_SIDES}
         return fig
     finally:
         for pipe in pipes.values():
@@ -337,6 +338,13 @@ def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bo
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
+
+
+def ask(pipe, order: tuple[float, bool]) -> dict | str:
+    pipe.send(order)
+    if not pipe.poll(120):
+        raise RuntimeError("a benchmark worker did not answer")
+    return pipe.recv()  # EOFError if the worker died (its traceback is on stderr)
 
 
 def profiled(run, seconds: float) -> str:
@@ -401,7 +409,8 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="hvdesk-bench-")
     rundir = tempfile.mkdtemp(prefix="hvb-", dir="/tmp")  # short: unix socket paths must be < 100 bytes
     os.environ.update(HVDESK_HOME=home, HVDESK_RUNTIME_DIR=rundir, HVDESK_ACCEL="tcg")
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the workers inherit it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a timeout still cleans up
     try:
         fig = run(Path(rundir), args.profile)  # the saved screens live in rundir too
     finally:

@@ -58,6 +58,21 @@ async def grab(widget, name: str) -> None:
     print(OUT / f"{name}.png")
 
 
+async def shoot_wizard(window) -> None:
+    from hvdesk.ui.new_vm_wizard import NewVmWizard
+    from tests.unit.test_iso_detect import make_iso
+
+    iso = make_iso(Path(os.environ["HVDESK_HOME"]) / "debian-12.8.0-amd64-netinst.iso", "Debian 12.8.0 amd64 n",
+                   {"/.disk/info": b'Debian GNU/Linux 12.8.0 "Bookworm" - Official amd64 NETINST'})
+    window.new_vm()
+    (wizard,) = [w for w in window.findChildren(NewVmWizard) if w.isVisible()]
+    wizard.media.iso.setText(str(iso))
+    for n, name in enumerate(("media", "name", "resources", "disk", "summary"), start=1):
+        await grab(wizard, f"wizard-{n}-{name}")
+        wizard.next()
+    wizard.reject()
+
+
 async def shoot_console(manager, window) -> None:
     from hvdesk.console.keys import keys_for_text
     from hvdesk.engine import console
@@ -104,6 +119,7 @@ async def shoot() -> None:
     window.resize(1100, 680)
     window.show()
     await grab(window, "welcome")
+    await shoot_wizard(window)
     try:
         await populate(manager)
         await asyncio.sleep(1.5)  # the watcher notices the crash

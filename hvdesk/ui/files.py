@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from hvdesk.ui import prefs
 
@@ -28,3 +28,13 @@ def choose_file(parent: QWidget, title: str, filters: str, app_prefs: prefs.Pref
     dialog.fileSelected.connect(chosen)
     dialog.open()
     return dialog
+
+
+def file_row(edit: QLineEdit, browse: QPushButton) -> QWidget:
+    """A path field with its Browse button."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    layout.addWidget(browse)
+    return row

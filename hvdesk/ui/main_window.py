@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QLabel, QLineEdit, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget,
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
@@ -19,11 +19,11 @@ from hvdesk.engine.monitoring import Monitor
 from hvdesk.engine.states import VmState
 from hvdesk.ui import prefs
 from hvdesk.ui.console_window import ConsoleWindow
-from hvdesk.ui.create_dialog import CreateDialog
 from hvdesk.ui.details import DetailsPane
 from hvdesk.ui.host_overview import HostOverview
 from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.log_viewer import LogViewer
+from hvdesk.ui.new_vm_wizard import NewVmWizard
 from hvdesk.ui.performance import PerformancePane
 from hvdesk.ui.settings_dialog import SettingsDialog
 from hvdesk.ui.tasks import TaskRunner
@@ -254,9 +254,17 @@ class MainWindow(QMainWindow):
         menu.popup(self.list_view.viewport().mapToGlobal(pos))
 
     def new_vm(self) -> None:
-        dialog = CreateDialog(self.manager, self.runner, self.prefs, self)
-        dialog.created.connect(lambda name: QTimer.singleShot(0, lambda: self.select(name)))
-        dialog.open()
+        wizard = NewVmWizard(self.manager, self.runner, self.prefs, self)
+        wizard.created.connect(self._created)
+        wizard.finished.connect(lambda *_: wizard.deleteLater())
+        wizard.open()
+
+    def _created(self, name: str, customize: bool, start: bool) -> None:
+        self.select(name)
+        if customize:
+            self.open_settings()  # the person starts it from there (or not)
+        elif start:
+            self.start_vm()
 
     def open_settings(self) -> None:
         machine = self.selected()

@@ -15,6 +15,10 @@ Guest protocol (see init.sh):
     /dev/vda), ``echo TEXT``, ``poweroff``.
   * Kernel parameters ``hvdesk.alloc=MIB`` and ``hvdesk.burn=SECONDS`` run
     the same commands at boot (ACKed on ttyS0 only).
+  * ``hvdesk.install=1``: copy /install/disk.img (from a second initramfs
+    archive) to /dev/vda, print ``INSTALLER_MARKER``, power off;
+    ``hvdesk.installed=1``: print ``INSTALLED_MARKER`` after ``READY_MARKER``.
+    Used by installer.py's test installer ISO.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ SHELL_MARKER = "HVDESK-SHELL-READY"  # the shell on tty1 (the VGA console) reads
 ACK_PREFIX = "HVDESK-ACK"
 ERR_PREFIX = "HVDESK-ERR"
 CHANNEL_NAME = "org.hvdesk.guest.0"
+INSTALLER_MARKER = "HVDESK-INSTALLER-DONE"
+INSTALLED_MARKER = "HVDESK-INSTALLED-SYSTEM"
 
 APPEND = "console=ttyS0 panic=-1 quiet"
 
@@ -173,6 +179,8 @@ def _render_init(order: list[tuple[str, Path]]) -> str:
         "@ACK_PREFIX@": ACK_PREFIX,
         "@ERR_PREFIX@": ERR_PREFIX,
         "@CHANNEL_NAME@": CHANNEL_NAME,
+        "@INSTALLER_MARKER@": INSTALLER_MARKER,
+        "@INSTALLED_MARKER@": INSTALLED_MARKER,
     }
     text = INIT_TEMPLATE.read_text()
     for placeholder, value in values.items():

@@ -16,6 +16,22 @@ for m in @MODULES@; do
     insmod /lib/modules/$m.ko || say "hvdesk: insmod $m failed"
 done
 
+# --- installer (hvdesk.install=1: the ISO of tests/guest/installer.py) -------
+# The disk image rides in a second initramfs archive, so no CD driver is
+# needed: copy it to /dev/vda, say so, and power off.
+case " $(cat /proc/cmdline) " in
+    *" hvdesk.install=1 "*)
+        i=0
+        while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        if dd if=/install/disk.img of=/dev/vda bs=1M conv=fsync 2>/dev/null; then
+            sync
+            say "@INSTALLER_MARKER@"
+        else
+            say "hvdesk: install to /dev/vda failed"
+        fi
+        poweroff -f ;;
+esac
+
 # --- commands (virtio-serial channel and hvdesk.* boot parameters) ----------
 
 ALLOC_DIR=/run/hvdesk-alloc
@@ -145,6 +161,7 @@ for arg in $(cat /proc/cmdline); do
     case $arg in
         hvdesk.alloc=*) run_command "alloc ${arg#*=}" ;;
         hvdesk.burn=*) run_command "burn ${arg#*=}" ;;
+        hvdesk.installed=1) say "@INSTALLED_MARKER@" ;;
     esac
 done
 

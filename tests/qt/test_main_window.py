@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox
 
 from hvdesk.core.config import PortForward
 from hvdesk.engine.states import VmState
-from hvdesk.ui.create_dialog import CreateDialog
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.settings_dialog import SettingsDialog
 from tests.integration.conftest import qmp_call, wait_for_serial
@@ -174,23 +173,6 @@ def test_inaccessible_vm_shows_its_reason(window, run, until, guest_request):
     assert "cpus: 0 is out of range" in window.details._banner_text.text()
     assert not window.actions_by_key["start"].isEnabled() and window.actions_by_key["delete"].isEnabled()
     assert row_texts(window)["fine"] == "Stopped"
-
-
-def test_new_vm_dialog_creates_and_selects(window, run, until):
-    window.actions_by_key["new"].trigger()
-    (dialog,) = [d for d in window.findChildren(CreateDialog) if d.isVisible()]
-    create = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
-    assert not create.isEnabled()  # no name yet
-    dialog.name.setText("Fresh")
-    dialog.disk_new.setChecked(True)
-    dialog.disk_size.setValue(2)
-    assert create.isEnabled(), dialog.error.text()
-    create.click()
-    until(lambda: "Fresh" in row_texts(window), what="created VM listed")
-    until(lambda: window.selected() is not None and window.selected().name == "Fresh", what="selected")
-    config = window.manager.get("Fresh").config
-    assert config.os == "linux" and len(config.disks) == 1
-    dialog.deleteLater()
 
 
 def test_selection_and_layout_persist(open_window, run, until, guest_request):

@@ -1,0 +1,95 @@
+"""The New VM wizard: from an ISO to a created VM; every page checks its fields; cancelling
+anywhere leaves nothing behind."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QWizard
+
+from hvdesk.engine.library_ops import CreateRequest
+from hvdesk.ui.new_vm_wizard import NewVmWizard
+from tests.qt.conftest import row_texts
+from tests.unit.test_iso_detect import make_iso
+
+pytestmark = pytest.mark.qemu
+GIB = 1024**3
+
+
+def open_wizard(window) -> NewVmWizard:
+    window.actions_by_key["new"].trigger()
+    (wizard,) = [w for w in window.findChildren(NewVmWizard) if w.isVisible()]
+    return wizard
+
+
+def debian_iso(tmp_path):
+    return make_iso(tmp_path / "debian-12.8.0-amd64-netinst.iso", "Debian 12.8.0 amd64 n",
+                    {"/.disk/info": b'Debian GNU/Linux 12.8.0 "Bookworm" - Official amd64 NETINST'})
+
+
+def test_iso_to_created_vm_with_the_detected_defaults(window, run, until, tmp_path):
+    iso = debian_iso(tmp_path)
+    wizard = open_wizard(window)
+    media = wizard.media
+    assert not media.isComplete()  # no ISO chosen yet
+    media.iso.setText(str(iso))
+    until(media.isComplete, what="the ISO read")
+    assert "Detected <b>Debian 12 (bookworm)</b>" in media.found.text() and ".disk/info" in media.found.text()
+    wizard.next()
+    assert wizard.currentPage() is wizard.names
+    assert wizard.names.os.currentData() == "debian12" and wizard.names.name.text() == "Debian 12"
+    wizard.next()
+    assert wizard.resources.memory.value() == 2048 and wizard.resources.cpus.value() == 2
+    assert "Recommended for Debian 12" in wizard.resources.memory_hint.text()
+    wizard.next()
+    assert wizard.disk.new_choice.isChecked() and wizard.disk.size.value() == 20
+    wizard.next()
+    assert "Debian 12" in wizard.summary.text.text() and wizard.summary.start.isChecked()
+    wizard.summary.start.setChecked(False)
+    assert window.manager.library.scan() == []  # nothing written before Finish
+    wizard.button(QWizard.WizardButton.FinishButton).click()
+    until(lambda: "Debian 12" in row_texts(window), what="the VM listed")
+    config = window.manager.get("Debian 12").config
+    assert (config.os, config.memory_mib, config.cpus, config.cdrom.iso) == ("debian12", 2048, 2, str(iso))
+    assert len(config.disks) == 1 and row_texts(window)["Debian 12"] == "Stopped"
+    until(lambda: window.selected() is not None and window.selected().name == "Debian 12", what="selected")
+
+
+def test_every_page_checks_its_fields(window, run, until, tmp_path):
+    not_an_iso = tmp_path / "photo.iso"
+    not_an_iso.write_bytes(b"\xff" * 70000)
+    wizard = open_wizard(window)
+    wizard.media.iso.setText(str(not_an_iso))
+    until(lambda: "not a readable ISO image" in wizard.media.found.text(), what="the refusal")
+    assert not wizard.media.isComplete()
+    wizard.media.disk_choice.setChecked(True)
+    wizard.media.disk.setText(str(tmp_path / "missing.qcow2"))
+    assert not wizard.media.isComplete()
+    wizard.media.none_choice.setChecked(True)
+    assert wizard.media.isComplete()
+    wizard.next()
+    names = wizard.names
+    for bad in ("", "a/b", ".hidden", "x" * 65):
+        names.name.setText(bad)
+        assert not names.isComplete(), bad
+    run(window.manager.create(CreateRequest("Taken")))
+    names.name.setText("taken")
+    assert not names.isComplete() and "already exists" in names.error.text()
+    names.name.setText("Fresh")
+    assert names.isComplete()
+    wizard.next()
+    wizard.next()
+    wizard.disk.existing_choice.setChecked(True)
+    assert not wizard.disk.isComplete()
+    wizard.reject()
+
+
+@pytest.mark.parametrize("pages", [0, 1, 2, 3, 4])
+def test_cancel_on_any_page_leaves_nothing(window, run, tmp_path, pages):
+    wizard = open_wizard(window)
+    wizard.media.none_choice.setChecked(True)
+    for _ in range(pages):
+        if wizard.currentPage() is wizard.names:
+            wizard.names.name.setText("Draft")
+        wizard.next()
+    wizard.reject()
+    assert window.manager.library.scan() == [] and not any((window.manager.library.root).glob("*"))
