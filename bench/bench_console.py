@@ -21,19 +21,16 @@ import contextlib
 import cProfile
 import datetime
 import io
-import json
 import multiprocessing
 import os
 import pstats
 import re
 import resource
-import shutil
 import signal
 import socket
 import statistics
 import struct
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -45,6 +42,7 @@ from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
 from hvdesk.qemu.process import is_our_qemu, terminate
+from bench.common import emit, private_library
 from tests.guest.build import SHELL_MARKER, ensure_tiny_guest
 
 SIZES = ((1024, 768), (1920, 1080))
@@ -406,19 +404,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="JSON on stdout, text on stderr")
     parser.add_argument("--profile", action="store_true", help="also cProfile the client at 1920x1080")
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="hvdesk-bench-")
-    rundir = tempfile.mkdtemp(prefix="hvb-", dir="/tmp")  # short: unix socket paths must be < 100 bytes
-    os.environ.update(HVDESK_HOME=home, HVDESK_RUNTIME_DIR=rundir, HVDESK_ACCEL="tcg")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the workers inherit it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a timeout still cleans up
-    try:
-        fig = run(Path(rundir), args.profile)  # the saved screens live in rundir too
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(rundir, ignore_errors=True)
-    print("\n".join(report(fig)), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(json.dumps(fig, indent=1))
+    with private_library() as (_, rundir):
+        fig = run(rundir, args.profile)  # the saved screens live in rundir too
+    emit(report(fig), fig, args.json)
 
 
 if __name__ == "__main__":

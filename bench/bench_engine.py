@@ -16,11 +16,9 @@ import datetime
 import inspect
 import json
 import os
-import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
 from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
 from hvdesk.qemu.qmp import QmpSession
+from bench.common import emit, private_library
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
 STARTS, BOOTS = 20, 3
@@ -291,17 +290,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON on stdout, text on stderr")
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="hvdesk-bench-")
-    rundir = tempfile.mkdtemp(prefix="hvb-", dir="/tmp")  # short: unix socket paths must be < 100 bytes
-    os.environ.update(HVDESK_HOME=home, HVDESK_RUNTIME_DIR=rundir, HVDESK_ACCEL="tcg")
-    try:
+    with private_library():
         fig = asyncio.run(run())
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(rundir, ignore_errors=True)
-    print("\n".join(report(fig)), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(json.dumps(fig, indent=1))
+    emit(report(fig), fig, args.json)
 
 
 if __name__ == "__main__":

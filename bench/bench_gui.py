@@ -18,14 +18,11 @@ import asyncio
 import collections
 import contextlib
 import datetime
-import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -40,6 +37,7 @@ from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
 from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
 from hvdesk.ui import prefs
+from bench.common import emit, private_library
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
 LIBRARY, RUNS = 20, 5
@@ -238,20 +236,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON on stdout, text on stderr")
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="hvdesk-bench-")
-    rundir = tempfile.mkdtemp(prefix="hvb-", dir="/tmp")  # short: unix socket paths must be < 100 bytes
-    os.environ.update(HVDESK_HOME=home, HVDESK_RUNTIME_DIR=rundir, HVDESK_ACCEL="tcg")
-    try:
-        with open(os.path.join(home, "app-stderr.log"), "w+") as stderr:  # every app process's, for the report
-            fig = asyncio.run(run(stderr))
-            stderr.seek(0)
-            fig["app_stderr"] = dict(collections.Counter(line.rstrip() for line in stderr if line.strip()))
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(rundir, ignore_errors=True)
-    print("\n".join(report(fig)), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(json.dumps(fig, indent=1))
+    with private_library() as (home, _), open(home / "app-stderr.log", "w+") as stderr:
+        fig = asyncio.run(run(stderr))  # every app process's stderr goes to one file, for the report
+        stderr.seek(0)
+        fig["app_stderr"] = dict(collections.Counter(line.rstrip() for line in stderr if line.strip()))
+    emit(report(fig), fig, args.json)
 
 
 if __name__ == "__main__":

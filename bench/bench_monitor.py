@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
+from bench.common import emit, private_library
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
@@ -114,16 +112,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="hvdesk-benchmon-")
-    runtime = tempfile.mkdtemp(prefix="hvm-", dir="/tmp")
-    os.environ.update(HVDESK_HOME=home, HVDESK_RUNTIME_DIR=runtime, HVDESK_ACCEL="tcg")
-    try:
+    with private_library():
         figures = asyncio.run(main_async(args))
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(runtime, ignore_errors=True)
-    if args.json:
-        print(json.dumps(figures, indent=2))
+    emit([], figures, args.json)
 
 
 if __name__ == "__main__":
