@@ -28,7 +28,7 @@ from hvdesk.engine import library_ops, runtime
 from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import EVENT_STATES, VmState, state_from_status
-from hvdesk.qemu import accel, binaries, firmware
+from hvdesk.qemu import accel, binaries, firmware, hostcache
 from hvdesk.qemu.argv import HostSetup, build_argv
 from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
 from hvdesk.qemu.qmp import QmpSession
@@ -255,8 +255,11 @@ class Manager:
             await self.refresh_state(machine)
             machine.require(VmState.STOPPED, VmState.ABORTED, action="start")
             config, paths = machine.config, machine.paths
-            # Off the event loop: a first run probes the accelerator and asks QEMU its version.
-            argv, choice = await asyncio.to_thread(_plan_launch, machine)
+            # A first start probes the accelerator and asks QEMU its version: off the event loop then.
+            if _plan_is_quick(machine):
+                argv, choice = _plan_launch(machine)
+            else:
+                argv, choice = await asyncio.to_thread(_plan_launch, machine)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
             run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict())
@@ -487,6 +490,15 @@ def _plan_launch(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
     choice = accel.choose(machine.config.accel, emulator, cache_dir())
     host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
     return build_argv(machine.config, host, machine.paths), choice
+
+
+def _plan_is_quick(machine: Machine) -> bool:
+    try:
+        emulator = binaries.find_emulator()
+    except HvdeskError:
+        return True  # fails at once, with the message
+    return (hostcache.known(cache_dir(), hostcache.binary_key(emulator, "version"))
+            and accel.is_quick(machine.config.accel, emulator, cache_dir()))
 
 
 def _check_files(machine: Machine) -> None:

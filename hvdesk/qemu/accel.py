@@ -82,6 +82,15 @@ def _check_known(name: str, source: str) -> None:
         raise ConfigError(f"{source}: unknown accelerator {name!r} (use auto, kvm, hvf, whpx or tcg)")
 
 
+def is_quick(requested: str, emulator: Path, cache_dir: Path | None, platform_name: str = sys.platform) -> bool:
+    """Whether choose() will answer without running a probe."""
+    env = os.environ.get("HVDESK_ACCEL", "").strip().lower()
+    candidate = HARDWARE_ACCEL.get(platform_name)
+    if (env and env != "auto") or requested != "auto" or candidate is None:
+        return True
+    return hostcache.known(cache_dir, hostcache.binary_key(emulator, f"probe-{candidate}"))
+
+
 def _cached_probe(emulator: Path, accel: str, cache_dir: Path | None, prober: Prober) -> ProbeResult:
     def run() -> dict:
         result = prober(emulator, accel)

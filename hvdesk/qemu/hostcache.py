@@ -23,6 +23,14 @@ def binary_key(binary: Path, topic: str) -> str:
     return f"v{FORMAT}|{topic}|{identity}|{platform.release()}"
 
 
+def known(cache_dir: Path | None, key: str) -> bool:
+    """Whether `key` is already remembered (so asking costs no subprocess)."""
+    try:
+        return cache_dir is not None and key in json.loads((cache_dir / CACHE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def remembered(cache_dir: Path | None, key: str, compute: Callable[[], dict]) -> dict:
     """The cached value for `key`, else `compute()` (stored for next time)."""
     cache_file = cache_dir / CACHE_FILE if cache_dir else None
