@@ -63,6 +63,8 @@ async def create(manager: Manager, request: CreateRequest) -> Machine:
     config, detection = await _plan(manager, request)
     if request.disk_size is None and request.attach_disk is None and request.kernel is None and request.iso:
         request = dataclasses.replace(request, disk_size=preset(config.os).disk_gib * GIB)  # an install needs one
+    # A new disk and an installer: the empty disk does not boot, so the CD does, until it is ejected.
+    config.install = bool(request.iso and request.disk_size and request.kernel is None)
     folder = manager.library.create_folder(config, write_config=False)  # listed once complete
     try:
         if request.disk_size:

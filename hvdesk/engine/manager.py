@@ -47,6 +47,7 @@ class Manager:
         self.poll_interval = poll_interval
         self._machines: dict[Path, Machine] = {}  # by VM folder
         self._listeners: list[Listener] = []
+        self._event_hooks: list[Callable[[Machine, str, dict], None]] = []
         self._locks: dict[Path, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._library_stamp: tuple = ()
@@ -83,6 +84,10 @@ class Manager:
             if name_key(machine.name) == name_key(name):
                 return machine
         raise NotFoundError(f"no VM named {name!r} (see `hvdesk list`)")
+
+    def on_qmp_event(self, hook: Callable[[Machine, str, dict], None]) -> None:
+        """Also hand every QMP event of a watched VM to `hook(machine, event, data)`."""
+        self._event_hooks.append(hook)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener(machine)` on every change of a VM's state or config, and when a VM is
@@ -204,6 +209,11 @@ class Manager:
         return True
 
     def _on_event(self, machine: Machine, event: str, data: dict) -> None:
+        for hook in list(self._event_hooks):
+            try:
+                hook(machine, event, data)
+            except Exception:  # a faulty hook must not break the engine
+                log.exception("QMP event hook failed")
         if event == "BALLOON_CHANGE":
             machine.balloon = data.get("actual")
             return

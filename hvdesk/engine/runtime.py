@@ -77,11 +77,12 @@ def left_behind(paths: VmPaths) -> bool:
 
 
 def prepare_logs(paths: VmPaths) -> None:
-    """Keep the previous run's QEMU log as qemu.log.1 (QEMU truncates its -D file), and create
+    """Keep the previous run's logs as qemu.log.1 and serial.log.1 (QEMU truncates them), and create
     the new logs 0600 ourselves: daemonized QEMU would create them with its own umask (027)."""
     paths.qemu_log.parent.mkdir(mode=0o700, exist_ok=True)
-    if paths.qemu_log.exists():
-        paths.qemu_log.replace(paths.qemu_log.with_name(paths.qemu_log.name + ".1"))
+    for log in (paths.qemu_log, paths.serial_log):  # the previous run's, kept as *.1
+        if log.exists():
+            log.replace(log.with_name(log.name + ".1"))
     for log in (paths.qemu_log, paths.serial_log):
         os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         os.chmod(log, 0o600)

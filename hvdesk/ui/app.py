@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication
 from hvdesk import APP_NAME, __version__
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import cache_dir
+from hvdesk.engine.install import InstallFlow
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.qemu import accel, binaries
@@ -56,6 +57,7 @@ def accelerator_status() -> str:
 async def run_app(app: QApplication, smoke_test: bool, started: float, interval: float) -> int:
     manager = Manager(watch=True)
     await manager.open()
+    InstallFlow(manager)  # carries VMs from their installer ISO to their installed disk
     monitor = Monitor(manager, interval=interval)
     monitor.start()
     window = MainWindow(manager, monitor)

@@ -216,6 +216,8 @@ class DetailsPane(QScrollArea):
                       + html.escape(", ".join(p.replace("_", " ") for p in pending)))
         elif machine.reason and machine.state.active:
             banner = html.escape(machine.reason)
+        elif machine.notice:
+            banner = html.escape(machine.notice)
         self._banner_text.setText(banner)
         self._log_button.setVisible(machine.state == VmState.ABORTED)
         self._banner.setVisible(bool(banner))

@@ -36,7 +36,8 @@ class LogViewer(QDialog):
         self.resize(820, 520)
         paths = machine.paths
         self._files = [("QEMU log", paths.qemu_log), ("Serial console", paths.serial_log),
-                       ("Previous QEMU log", paths.qemu_log.with_name(paths.qemu_log.name + ".1"))]
+                       ("Previous QEMU log", paths.qemu_log.with_name(paths.qemu_log.name + ".1")),
+                       ("Previous serial console", paths.serial_log.with_name(paths.serial_log.name + ".1"))]
         self.tabs = QTabWidget()
         self._views: list[QPlainTextEdit] = []
         for title, _ in self._files:

@@ -25,8 +25,9 @@ def _start(log: Path, disk: Path, iso: Path | None) -> subprocess.Popen:
         "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "256",
         "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{log}",
         "-drive", f"file={disk},if=virtio,format=qcow2",
-        # Disk first: the CD boots only because the disk is not bootable yet.
-        "-boot", "order=dc",
+        # c = disk first ("dc" would be CD first): the CD boots only while
+        # the disk is not bootable yet.
+        "-boot", "order=cd",
     ]
     if iso is not None:
         argv += ["-drive", f"file={iso},media=cdrom,if=none,id=cd,readonly=on",
