@@ -16,6 +16,7 @@ import qasync  # noqa: E402
 from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
+from hvdesk.engine.install import InstallFlow  # noqa: E402
 from hvdesk.engine.manager import Manager  # noqa: E402
 from hvdesk.engine.monitoring import Monitor  # noqa: E402
 from hvdesk.ui.main_window import MainWindow  # noqa: E402
@@ -67,6 +68,7 @@ def open_window(hv_home, run, qapp):
     def open_window(poll_interval: float = 0.2, sample_interval: float = 0.5) -> MainWindow:
         manager = Manager(watch=True, poll_interval=poll_interval)
         run(manager.open())
+        InstallFlow(manager)  # as the app does
         monitor = Monitor(manager, interval=sample_interval)
         run(_started(monitor))
         window = MainWindow(manager, monitor)
