@@ -115,6 +115,7 @@ class VmConfig:
     display: Display = field(default_factory=Display)
     balloon: Balloon = field(default_factory=Balloon)
     kernel: KernelBoot | None = None
+    tpm: bool = False  # a TPM 2.0 (swtpm), as Windows 11 requires
     install: bool = False  # an OS is being installed from the CD: hvdesk ejects it when that is done
     notes: str = ""
 

@@ -22,7 +22,7 @@ from hvdesk.core.units import format_size
 from hvdesk.engine import runtime
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
-from hvdesk.qemu import firmware, images
+from hvdesk.qemu import firmware, images, tpm
 
 if TYPE_CHECKING:
     from hvdesk.engine.manager import Manager
@@ -122,6 +122,9 @@ async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Det
         raise ConfigError(f"disk size {format_size(request.disk_size)} is too small (at least 1 MiB)")
     if config.firmware == "uefi":
         firmware.find_uefi(config.machine)  # missing OVMF fails now, before anything is written
+    if os_preset.tpm:
+        config.tpm = True
+        tpm.find_swtpm()  # so does a missing swtpm
     return config.validate(), detection
 
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,9 +29,9 @@ from hvdesk.engine import library_ops, runtime
 from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import EVENT_STATES, VmState, state_from_status
-from hvdesk.qemu import accel, binaries, firmware, hostcache
+from hvdesk.qemu import accel, binaries, firmware, hostcache, tpm
 from hvdesk.qemu.argv import HostSetup, build_argv
-from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
+from hvdesk.qemu.process import is_alive, launch, log_tail, read_pid, terminate, wait_gone
 from hvdesk.qemu.qmp import QmpSession
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,12 @@ class Manager:
             previous = machine.state
             self._set(machine, VmState.STARTING)
             try:
+                if config.tpm:  # before QEMU, which connects to its socket at start-up
+                    await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
+                                     paths.qemu_log.with_name("swtpm.log"))
                 machine.pid = await launch(argv, paths.pidfile, paths.qemu_log)
             except QemuError as exc:
+                _stop_swtpm(paths)
                 runtime.remove_run_dir(paths)
                 self._set(machine, previous, machine.reason)
                 raise self._explain_launch_failure(machine, exc) from None
@@ -500,6 +505,14 @@ def _plan_launch(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
     choice = accel.choose(machine.config.accel, emulator, cache_dir())
     host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
     return build_argv(machine.config, host, machine.paths), choice
+
+
+def _stop_swtpm(paths) -> None:
+    """swtpm ends by itself when QEMU closes its socket; if QEMU never connected, end it here."""
+    pid = read_pid(paths.tpm_pidfile)
+    if pid is not None and is_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _plan_is_quick(machine: Machine) -> bool:

@@ -43,6 +43,18 @@ class VmPaths:
         return self.run_dir / "qemu.pid"
 
     @property
+    def tpm_socket(self) -> Path:
+        return self.run_dir / "swtpm.sock"
+
+    @property
+    def tpm_pidfile(self) -> Path:
+        return self.run_dir / "swtpm.pid"
+
+    @property
+    def tpm_state(self) -> Path:
+        return self.vm_dir / "tpm"
+
+    @property
     def qemu_log(self) -> Path:
         return self.vm_dir / "logs" / "qemu.log"
 
@@ -203,6 +215,15 @@ def _nics(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
                           romfile=None if bootindex else "")
 
 
+def _tpm(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    if not config.tpm:
+        return
+    yield from ["-chardev", f"socket,id=tpm0-sock,path={esc(paths.tpm_socket)}"]
+    yield from ["-tpmdev", "emulator,id=tpm0,chardev=tpm0-sock"]
+    # CRB is the interface Windows 11 expects on q35; the pc machine has the older TIS.
+    yield from device("tpm-crb" if config.machine == "q35" else "tpm-tis", tpmdev="tpm0", id="tpm0-dev")
+
+
 def _kernel(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     if config.kernel is None:
         return
@@ -214,7 +235,7 @@ def _kernel(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
 
 
 BUILDERS: tuple[Builder, ...] = (_base, _machine, _firmware, _monitors, _serial, _display, _balloon, _disks,
-                                 _cdrom, _nics, _kernel)
+                                 _cdrom, _nics, _tpm, _kernel)
 
 
 def build_argv(config: VmConfig, host: HostSetup, paths: VmPaths) -> list[str]:

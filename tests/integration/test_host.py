@@ -4,13 +4,16 @@ the device variants of the golden argv files accepted by this QEMU."""
 from __future__ import annotations
 
 import socket
+import stat
 
 import pytest
 
 from hvdesk.core.config import CdDrive, Nic, PortForward
+from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.states import VmState
 from hvdesk.qemu import accel, binaries
-from tests.integration.conftest import qmp_call, wait_for_serial
+from hvdesk.qemu.process import is_alive, read_pid
+from tests.integration.conftest import qmp_call, wait_for_serial, wait_until
 
 pytestmark = pytest.mark.qemu
 MIB = 1024 * 1024
@@ -66,3 +69,30 @@ async def test_device_variants_boot(manager, guest_request, tiny_guest, tmp_path
     assert "disk0-dev" in blocks
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # the port forward listens on the host
+
+
+async def test_tpm_vm_runs_with_its_own_swtpm(manager, guest_request, tiny_guest):
+    machine = await manager.create(guest_request("tpm"))
+    config = machine.config
+    config.tpm = True
+    manager.library.save(machine.entry.folder, config)
+    await manager.start("tpm")
+    await wait_for_serial(machine.paths.serial_log, tiny_guest.marker)
+    (device,) = await qmp_call(machine, "query-tpm")
+    assert device["id"] == "tpm0" and device["options"]["type"] == "emulator"
+    swtpm = read_pid(machine.paths.tpm_pidfile)
+    assert is_alive(swtpm)
+    assert any(machine.paths.tpm_state.iterdir())  # the TPM's state is kept in the VM's folder
+    assert stat.S_IMODE(machine.paths.tpm_state.stat().st_mode) == 0o700
+    await manager.stop("tpm", force=True, timeout=0)
+    await wait_until(lambda: not is_alive(swtpm), 10, "swtpm to end with QEMU")
+
+
+async def test_windows_11_preset_gets_uefi_and_tpm(manager, tmp_path):
+    from tests.unit.test_iso_detect import make_iso
+    iso = make_iso(tmp_path / "Win11_24H2_English_x64.iso", "CCCOMA_X64FRE_EN-US_DV9",
+                   {"/sources/install.wim": b"MSWIM"}, rock_ridge=False)
+    machine = await manager.create(CreateRequest("w11", iso=iso, memory_mib=1024, disk_size=1024**3))
+    config = machine.config
+    assert (config.os, config.firmware, config.tpm) == ("win11", "uefi", True)
+    assert machine.paths.uefi_vars.exists()  # its own NVRAM

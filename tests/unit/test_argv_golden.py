@@ -24,7 +24,7 @@ CASES = {
     "uefi-disks-cd": vm("Windows 11", os="win11", firmware="uefi", memory_mib=4096, cpus=4,
                         disks=[Disk("disk0.qcow2", "qcow2"), Disk("/data/old,disk.vmdk", "vmdk", bus="sata",
                                                                  created=False)],
-                        cdrom=CdDrive(iso="/isos/Win11_23H2.iso"), boot_order=["cdrom", "disk"]),
+                        cdrom=CdDrive(iso="/isos/Win11_23H2.iso"), boot_order=["cdrom", "disk"], tpm=True),
     "pc-ide-e1000-forwards": vm("legacy", machine="pc", disks=[Disk("disk0.img", "raw", bus="ide")],
                                 cdrom=CdDrive(bus="ide"),
                                 nics=[Nic(model="e1000", mac=MAC, forwards=[PortForward("tcp", 2222, 22),
