@@ -11,7 +11,7 @@ mode=${1:-app}
 shift || true
 case $mode in app|test) ;; *) echo "usage: $0 app|test [ARGS...]" >&2; exit 2 ;; esac
 
-packages=(python3 python3-venv python3-pip qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools)
+packages=(python3 python3-venv python3-pip qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools osinfo-db)
 # The tests build their tiny guest from Debian packages with apt-get download + dpkg-deb, test the
 # console client against TigerVNC's server too, and take screenshots under Xvfb.
 # The install-flow test builds an installer ISO offline (syslinux, a FAT disk image, xorriso).

@@ -12,7 +12,8 @@ import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from hvdesk.core.errors import ConfigError, NotFoundError
-from hvdesk.core.osinfo import OsPreset, presets
+from hvdesk.core import osinfo_db
+from hvdesk.core.osinfo import OsPreset, learn, presets
 
 MARKER_FILES = ("/.disk/info", "/.treeinfo", "/.alpine-release", "/arch/version")
 LISTED_DIRS = ("/", "/sources", "/arch", "/boot", "/casper", "/isolinux")
@@ -67,6 +68,9 @@ def detect(path: Path) -> Detection | None:
     generic = [p for p in presets().values() if p.id in GENERIC]
     # Each preset lists its strongest clue first: try everyone's first clue, then everyone's second...
     for group in (specific, generic):
+        if group is generic and (known := osinfo_db.lookup(facts.volume_id)) is not None:
+            return Detection(learn(known), f"{known.label}: osinfo-db knows the ISO's volume id "
+                                           f"{facts.volume_id!r}")
         for rank in range(max((len(p.patterns) for p in group), default=0)):
             for candidate in group:
                 if rank < len(candidate.patterns) and (match := candidate.patterns[rank].search(evidence)):

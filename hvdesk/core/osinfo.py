@@ -39,19 +39,29 @@ def _load() -> dict[str, OsPreset]:
     return presets
 
 
+_learned: dict[str, OsPreset] = {}  # presets met through osinfo-db (hvdesk.core.osinfo_db)
+
+
 def presets() -> dict[str, OsPreset]:
-    """Every preset by id, in the file's order (which is also the detection order)."""
-    return _load()
+    """Every preset by id: the bundled ones in the file's order (also the detection order), then
+    any that osinfo-db supplied in this session."""
+    return {**_load(), **{k: v for k, v in _learned.items() if k not in _load()}}
+
+
+def learn(found: OsPreset) -> OsPreset:
+    """Make a preset from outside the bundled file (osinfo-db) usable by id."""
+    _learned.setdefault(found.id, found)
+    return _learned[found.id] if found.id not in _load() else _load()[found.id]
 
 
 def preset(os_id: str) -> OsPreset:
     try:
-        return _load()[os_id]
+        return presets()[os_id]
     except KeyError:
         raise ConfigError(f"unknown OS {os_id!r} (known: {', '.join(sorted(_load()))})") from None
 
 
 def family(os_id: str) -> str:
     """The OS family of a preset id, "other" for ids this hvdesk does not know."""
-    found = _load().get(os_id)
+    found = presets().get(os_id)
     return found.family if found else "other"

@@ -107,3 +107,21 @@ def test_a_5_gb_iso_is_read_in_well_under_half_a_second(tmp_path):
     assert detect(iso).preset.id == "ubuntu24.04"
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0  # generous on a loaded CI machine; bench figures are in the issue note
+
+
+def test_osinfo_db_names_isos_the_presets_do_not_know(tmp_path, monkeypatch):
+    from hvdesk.core import osinfo_db
+    from hvdesk.core.osinfo import preset
+
+    assert osinfo_db.database() is not None, "osinfo-db is installed by packaging/bootstrap.sh"
+    old = make_iso(tmp_path / "debian-11.9.0-amd64-netinst.iso", "Debian 11.9.0 amd64 n",
+                   {"/.disk/info": b'Debian GNU/Linux 11.9.0 "Bullseye" - Official amd64 NETINST'})
+    found = detect(old)
+    assert found.preset.id == "debian11" and "osinfo-db knows the ISO's volume id" in found.reason
+    assert (found.preset.memory_mib, found.preset.disk_gib, found.preset.virtio) == (1024, 20, True)
+    assert preset("debian11").label == "Debian 11"  # usable by id from now on (create, the wizard)
+
+    empty = tmp_path / "no-osinfo"
+    (empty / "os").mkdir(parents=True)
+    monkeypatch.setenv("HVDESK_OSINFO_DIR", str(empty))  # a machine without osinfo-db's data
+    assert detect(old) is None  # bundled presets alone do not know Debian 11
