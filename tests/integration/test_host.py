@@ -96,3 +96,21 @@ async def test_windows_11_preset_gets_uefi_and_tpm(manager, tmp_path):
     config = machine.config
     assert (config.os, config.firmware, config.tpm) == ("win11", "uefi", True)
     assert machine.paths.uefi_vars.exists()  # its own NVRAM
+
+
+async def test_missing_swtpm_or_ovmf_is_named_before_anything_is_written(manager, tmp_path, monkeypatch):
+    # Both are installed here; their absence is simulated by hiding them from the search.
+    from hvdesk.core.errors import NotFoundError
+    from hvdesk.qemu import firmware
+    from tests.unit.test_iso_detect import make_iso
+
+    iso = make_iso(tmp_path / "Win11_24H2_English_x64.iso", "CCCOMA_X64FRE_EN-US_DV9",
+                   {"/sources/install.wim": b"MSWIM"}, rock_ridge=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no swtpm on it
+    with pytest.raises(NotFoundError, match="needs a TPM 2.0, but swtpm is not installed .*apt install swtpm"):
+        await manager.create(CreateRequest("w11", iso=iso, memory_mib=1024))
+    monkeypatch.setattr(firmware, "DESCRIPTOR_DIRS", [])
+    monkeypatch.setattr(firmware, "KNOWN_PAIRS", [])
+    with pytest.raises(NotFoundError, match=r"UEFI firmware \(OVMF\) not found .*apt install ovmf"):
+        await manager.create(CreateRequest("w11", iso=iso, memory_mib=1024))
+    assert manager.library.scan() == [] and not any(manager.library.root.glob("*/*.qcow2"))
