@@ -15,23 +15,20 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from hvdesk.core.errors import DiskInUseError, HvdeskError, NotFoundError, QemuError, StateError
 from hvdesk.core.names import name_key
-from hvdesk.core.paths import cache_dir, vms_dir
+from hvdesk.core.paths import vms_dir
 from hvdesk.core.storage import CONFIG_FILE, Library, VmEntry
-from hvdesk.engine import library_ops, runtime
+from hvdesk.engine import launch_plan, library_ops, runtime
 from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import EVENT_STATES, VmState, state_from_status
-from hvdesk.qemu import accel, binaries, firmware, hostcache, tpm
-from hvdesk.qemu.argv import HostSetup, build_argv
-from hvdesk.qemu.process import is_alive, launch, log_tail, read_pid, terminate, wait_gone
+from hvdesk.qemu import tpm
+from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
 from hvdesk.qemu.qmp import QmpSession
 
 log = logging.getLogger(__name__)
@@ -267,10 +264,10 @@ class Manager:
             machine.require(VmState.STOPPED, VmState.ABORTED, action="start")
             config, paths = machine.config, machine.paths
             # A first start probes the accelerator and asks QEMU its version: off the event loop then.
-            if _plan_is_quick(machine):
-                argv, choice = _plan_launch(machine)
+            if launch_plan.is_quick(machine):
+                argv, choice = launch_plan.plan(machine)
             else:
-                argv, choice = await asyncio.to_thread(_plan_launch, machine)
+                argv, choice = await asyncio.to_thread(launch_plan.plan, machine)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
             run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict())
@@ -283,7 +280,7 @@ class Manager:
                                      paths.qemu_log.with_name("swtpm.log"))
                 machine.pid = await launch(argv, paths.pidfile, paths.qemu_log)
             except QemuError as exc:
-                _stop_swtpm(paths)
+                launch_plan.stop_swtpm(paths)
                 runtime.remove_run_dir(paths)
                 self._set(machine, previous, machine.reason)
                 raise self._explain_launch_failure(machine, exc) from None
@@ -495,55 +492,3 @@ def _same_vm(old: VmEntry, new: VmEntry) -> bool:
 def _shutdown_reason(reason: str) -> str:
     return {"guest-shutdown": "the guest is powering off", "host-qmp-quit": "turning off",
             "host-signal": "QEMU received a signal", "guest-reset": "the guest is resetting"}.get(reason, reason)
-
-
-def _plan_launch(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
-    """Everything a start needs to know before QEMU runs: files, binary, accelerator, argv."""
-    _check_files(machine)
-    emulator = binaries.find_emulator()
-    binaries.check_version(emulator, cache_dir())
-    choice = accel.choose(machine.config.accel, emulator, cache_dir())
-    host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
-    return build_argv(machine.config, host, machine.paths), choice
-
-
-def _stop_swtpm(paths) -> None:
-    """swtpm ends by itself when QEMU closes its socket; if QEMU never connected, end it here."""
-    pid = read_pid(paths.tpm_pidfile)
-    if pid is not None and is_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-
-
-def _plan_is_quick(machine: Machine) -> bool:
-    try:
-        emulator = binaries.find_emulator()
-    except HvdeskError:
-        return True  # fails at once, with the message
-    return (hostcache.known(cache_dir(), hostcache.binary_key(emulator, "version"))
-            and accel.is_quick(machine.config.accel, emulator, cache_dir()))
-
-
-def _check_files(machine: Machine) -> None:
-    """Every file the VM needs exists: a clear error now beats QEMU's later."""
-    config, paths = machine.config, machine.paths
-    needed = [("disk image", d.path) for d in config.disks]
-    if config.cdrom is not None and config.cdrom.iso:
-        needed.append(("CD image", config.cdrom.iso))
-    if config.kernel is not None:
-        needed += [("kernel", config.kernel.kernel)] + ([("initrd", config.kernel.initrd)]
-                                                        if config.kernel.initrd else [])
-    for what, path in needed:
-        if not paths.resolve(path).is_file():
-            raise NotFoundError(f"cannot start {machine.name!r}: its {what} {paths.resolve(path)} does not exist")
-
-
-def _uefi_code(machine: Machine) -> Path | None:
-    if machine.config.firmware != "uefi":
-        return None
-    found = firmware.find_uefi(machine.config.machine)
-    vars_file = machine.paths.uefi_vars
-    if not vars_file.exists():  # first start, or the NVRAM was deleted: a fresh copy
-        shutil.copyfile(found.vars_template, vars_file)
-        os.chmod(vars_file, 0o600)
-    return found.code

@@ -1,0 +1,70 @@
+"""What a start needs to know before QEMU runs: the files exist, which binary and accelerator,
+the UEFI firmware and NVRAM, and the command line; and tidying a TPM emulator that outlived a failed
+start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from hvdesk.core.errors import HvdeskError, NotFoundError
+from hvdesk.core.paths import cache_dir
+from hvdesk.engine.machine import Machine
+from hvdesk.qemu import accel, binaries, firmware, hostcache
+from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
+from hvdesk.qemu.process import is_alive, read_pid
+
+
+def plan(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
+    """Everything a start needs to know before QEMU runs: files, binary, accelerator, argv."""
+    _check_files(machine)
+    emulator = binaries.find_emulator()
+    binaries.check_version(emulator, cache_dir())
+    choice = accel.choose(machine.config.accel, emulator, cache_dir())
+    host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
+    return build_argv(machine.config, host, machine.paths), choice
+
+
+def stop_swtpm(paths: VmPaths) -> None:
+    """swtpm ends by itself when QEMU closes its socket; if QEMU never connected, end it here."""
+    pid = read_pid(paths.tpm_pidfile)
+    if pid is not None and is_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def is_quick(machine: Machine) -> bool:
+    try:
+        emulator = binaries.find_emulator()
+    except HvdeskError:
+        return True  # fails at once, with the message
+    return (hostcache.known(cache_dir(), hostcache.binary_key(emulator, "version"))
+            and accel.is_quick(machine.config.accel, emulator, cache_dir()))
+
+
+def _check_files(machine: Machine) -> None:
+    """Every file the VM needs exists: a clear error now beats QEMU's later."""
+    config, paths = machine.config, machine.paths
+    needed = [("disk image", d.path) for d in config.disks]
+    if config.cdrom is not None and config.cdrom.iso:
+        needed.append(("CD image", config.cdrom.iso))
+    if config.kernel is not None:
+        needed += [("kernel", config.kernel.kernel)] + ([("initrd", config.kernel.initrd)]
+                                                        if config.kernel.initrd else [])
+    for what, path in needed:
+        if not paths.resolve(path).is_file():
+            raise NotFoundError(f"cannot start {machine.name!r}: its {what} {paths.resolve(path)} does not exist")
+
+
+def _uefi_code(machine: Machine) -> Path | None:
+    if machine.config.firmware != "uefi":
+        return None
+    found = firmware.find_uefi(machine.config.machine)
+    vars_file = machine.paths.uefi_vars
+    if not vars_file.exists():  # first start, or the NVRAM was deleted: a fresh copy
+        shutil.copyfile(found.vars_template, vars_file)
+        os.chmod(vars_file, 0o600)
+    return found.code
