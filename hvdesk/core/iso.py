@@ -5,6 +5,7 @@ patterns. The person can always override what is proposed; the reason says what 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +88,12 @@ def _what(seen: str) -> str:
 
 def _read_text(image: pycdlib.PyCdlib, name: str) -> str:
     """A small file's text, by its Rock Ridge, Joliet or plain ISO 9660 name; "" if absent."""
-    for facade in _facades(image):
+    for facade, spell in _facades(image):
         try:
-            record = facade.get_record(name if facade is not image.get_iso9660_facade() else _iso_name(name))
-            if record.data_length > MAX_MARKER:
+            if facade.get_record(spell(name)).data_length > MAX_MARKER:
                 return ""
             out = io.BytesIO()
-            facade.get_file_from_iso_fp(out, name if facade is not image.get_iso9660_facade() else _iso_name(name))
+            facade.get_file_from_iso_fp(out, spell(name))
             return out.getvalue().decode("utf-8", errors="replace")
         except (PyCdlibException, AttributeError, KeyError):
             continue
@@ -101,28 +101,28 @@ def _read_text(image: pycdlib.PyCdlib, name: str) -> str:
 
 
 def _list(image: pycdlib.PyCdlib, folder: str) -> set[str]:
-    for facade in _facades(image):
+    for facade, spell in _facades(image):
         try:
-            target = folder if facade is not image.get_iso9660_facade() else _iso_name(folder, directory=True)
-            names = set()
-            for child in facade.list_children(target):
-                if child is None or child.is_dot() or child.is_dotdot():
-                    continue
-                name = _child_name(child)
-                names.add(f"{folder.rstrip('/')}/{name}".lower())
-            return names
+            children = facade.list_children(spell(folder, directory=True))
+            return {f"{folder.rstrip('/')}/{_child_name(child)}".lower() for child in children
+                    if child is not None and not child.is_dot() and not child.is_dotdot()}
         except (PyCdlibException, AttributeError, KeyError):
             continue
     return set()
 
 
-def _facades(image: pycdlib.PyCdlib) -> list:
-    out = []
+def _as_is(path: str, directory: bool = False) -> str:
+    return path
+
+
+def _facades(image: pycdlib.PyCdlib) -> list[tuple[object, Callable[..., str]]]:
+    """The name spaces the image has, best first, each with how it spells a path."""
+    out: list[tuple[object, Callable[..., str]]] = []
     if image.has_rock_ridge():
-        out.append(image.get_rock_ridge_facade())
+        out.append((image.get_rock_ridge_facade(), _as_is))
     if image.has_joliet():
-        out.append(image.get_joliet_facade())
-    out.append(image.get_iso9660_facade())
+        out.append((image.get_joliet_facade(), _as_is))
+    out.append((image.get_iso9660_facade(), _iso_name))
     return out
 
 

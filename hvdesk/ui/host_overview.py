@@ -72,8 +72,7 @@ def _aligned(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarra
     """A VM's values at the host's sample times (VMs started later have gaps before)."""
     if not len(times):
         return np.full(len(at), np.nan)
-    out = np.interp(at, times, values, left=np.nan, right=np.nan)
-    return out
+    return np.interp(at, times, values, left=np.nan, right=np.nan)
 
 
 def _stacked(layers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
