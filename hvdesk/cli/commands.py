@@ -218,7 +218,8 @@ async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
     result = await manager.delete(args.name, keep_disks=args.keep_disks)
     print(f"Deleted {args.name!r}")
     for path in result.kept:
-        print(f"  kept {path}")
+        why = result.reasons.get(path)
+        print(f"  kept {path}" + (f" ({why})" if why else ""))
     return 0
 
 

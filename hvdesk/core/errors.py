@@ -5,6 +5,7 @@
      +-- NotFoundError          no such VM, file or binary
      |    +-- QemuMissingError  a QEMU binary is not installed (names the package)
      +-- StateError             the operation does not fit the VM's current state
+     |    +-- BusyError         another hvdesk process is changing the VM (or the library) right now
      +-- DiskError              qemu-img failed, or an image cannot be used
      |    +-- DiskInUseError    another process holds the image's lock
      +-- QemuError              QEMU failed to start or stopped answering (carries the log tail)
@@ -31,6 +32,10 @@ class QemuMissingError(NotFoundError):
 
 
 class StateError(HvdeskError):
+    pass
+
+
+class BusyError(StateError):
     pass
 
 

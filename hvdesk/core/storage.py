@@ -17,11 +17,15 @@ import tomli_w
 
 from hvdesk.core.config import VmConfig
 from hvdesk.core.errors import ConfigError, HvdeskError, NotFoundError
+from hvdesk.core.filelock import FileLock
 from hvdesk.core.names import name_key, validate_name
 from hvdesk.core.paths import make_private_dir
 
 CONFIG_FILE = "vm.toml"
 LOG_DIR = "logs"
+LOCK_FILE = ".hvdesk.lock"  # in each VM folder: held by whoever changes that VM
+LIBRARY_LOCK = ".library.lock"  # in the library root: held to create, rename or delete a VM
+STAGING_PREFIX = ".new-"  # a VM being created is built in a hidden folder, then renamed into place
 
 
 @dataclass
@@ -44,6 +48,10 @@ class VmEntry:
     @property
     def log_dir(self) -> Path:
         return self.folder / LOG_DIR
+
+
+def _named_after_its_vm(entry: VmEntry) -> bool:
+    return entry.config is not None and name_key(entry.config.name) == name_key(entry.folder.name)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -85,6 +93,19 @@ def read_config(folder: Path) -> VmConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def raw_disk_paths(folder: Path) -> list[str]:
+    """The disk paths a VM folder's vm.toml names, read leniently: also from a vm.toml too broken
+    to load as a VM (so a delete elsewhere never removes a disk this one still uses)."""
+    try:
+        data = tomllib.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    disks = data.get("disks")
+    if not isinstance(disks, list):
+        return []
+    return [d["path"] for d in disks if isinstance(d, dict) and isinstance(d.get("path"), str)]
+
+
 def config_stamp(folder: Path) -> int:
     try:
         return os.stat(folder / CONFIG_FILE).st_mtime_ns
@@ -97,8 +118,12 @@ class Library:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._staging_locks: dict[Path, FileLock] = {}
 
     def scan(self) -> list[VmEntry]:
+        """Every VM folder, by name. Of two folders that claim one name or one uuid (a copied or
+        hand-edited vm.toml), one keeps it — the folder named after the VM, else the first — and
+        the other is inaccessible, saying why."""
         if not self.root.is_dir():
             return []
         entries = []
@@ -107,7 +132,25 @@ class Library:
             if folder.name.startswith(".") or not os.path.lexists(folder / CONFIG_FILE):
                 continue
             entries.append(self.load(folder))
+        names: dict[str, str] = {}
+        uuids: dict[str, str] = {}
+        for i, entry in sorted(enumerate(entries), key=lambda item: not _named_after_its_vm(item[1])):
+            if entry.config is None:
+                continue
+            same_name = names.setdefault(name_key(entry.config.name), entry.folder.name)
+            same_uuid = uuids.setdefault(entry.config.uuid, entry.folder.name)
+            if same_name != entry.folder.name:
+                entries[i] = VmEntry(entry.folder, None, f"its name {entry.config.name!r} is also used by the VM "
+                                                         f"in folder {same_name!r} (names ignore case)", entry.stamp)
+            elif same_uuid != entry.folder.name:
+                entries[i] = VmEntry(entry.folder, None, f"its uuid is also used by the VM in folder {same_uuid!r} "
+                                                         "(a copied folder?)", entry.stamp)
         return entries
+
+    def lock(self) -> FileLock:
+        """The library's lock: taken to create, rename or delete a VM (names must stay unique)."""
+        make_private_dir(self.root)
+        return FileLock(self.root / LIBRARY_LOCK, "the VM library")
 
     def load(self, folder: Path) -> VmEntry:
         stamp = config_stamp(folder)
@@ -132,21 +175,73 @@ class Library:
             return False
         return True
 
-    def create_folder(self, config: VmConfig, *, write_config: bool = True) -> Path:
-        """Make the new VM's folder (0700) and write its vm.toml; refuse a taken name.
+    def create_folder(self, config: VmConfig) -> Path:
+        """Make the new VM's folder (0700) and write its vm.toml; refuse a taken name. The caller
+        holds the library lock."""
+        staging = self.staging_folder()
+        try:
+            self.save(staging, config)
+            return self.publish(staging, config.name)
+        except BaseException:
+            self.discard(staging)
+            raise
 
-        With `write_config=False` the folder stays invisible to scan() until the caller saves the
-        config, which it does last, once the VM's disks exist."""
-        validate_name(config.name)
-        if self.exists(config.name):
-            raise ConfigError(f"a VM named {config.name!r} already exists (names ignore case)")
+    def staging_folder(self) -> Path:
+        """A hidden, private folder to build a new VM in, invisible to scan() until publish().
+        It holds a lock for as long as its creator lives, so a creator killed half-way leaves
+        a folder that remove_abandoned() recognises."""
         make_private_dir(self.root)
-        folder = self._free_folder(config.name)
-        folder.mkdir(mode=0o700)
+        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
         (folder / LOG_DIR).mkdir(mode=0o700)
-        if write_config:
-            self.save(folder, config)
+        self._staging_locks[folder] = lock = FileLock(folder / LOCK_FILE, "a VM being created")
+        lock.try_acquire("creating a VM")
         return folder
+
+    def publish(self, staging: Path, name: str) -> Path:
+        """Move a complete new VM into the library under its name (the caller holds the
+        library lock and has saved its vm.toml)."""
+        validate_name(name)
+        if self.exists(name):
+            raise ConfigError(f"a VM named {name!r} already exists (names ignore case)")
+        folder = self._free_folder(name)
+        os.rename(staging, folder)
+        self._release_staging(staging)
+        return folder
+
+    def discard(self, staging: Path) -> None:
+        """Remove a staging folder whose VM will not be created (an error or a cancel)."""
+        shutil.rmtree(staging, ignore_errors=True)
+        self._release_staging(staging)
+
+    def _release_staging(self, staging: Path) -> None:
+        lock = self._staging_locks.pop(staging, None)
+        if lock is not None:
+            lock.release()
+
+    def remove_abandoned(self) -> list[Path]:
+        """Staging folders whose creator died (killed mid-create): removed; returns them."""
+        removed = []
+        try:
+            candidates = [p for p in self.root.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
+        except OSError:
+            return removed
+        for folder in candidates:
+            if folder in self._staging_locks:
+                continue
+            lock = FileLock(folder / LOCK_FILE, "a VM being created")
+            try:
+                if not lock.try_acquire("removing an abandoned VM"):
+                    continue  # its creator is alive
+            except OSError:
+                continue
+            try:
+                shutil.rmtree(folder)
+                removed.append(folder)
+            except OSError:
+                pass
+            finally:
+                lock.release()
+        return removed
 
     def _free_folder(self, name: str) -> Path:
         """The VM's folder is named after it, unless files of a deleted VM still hold that name."""

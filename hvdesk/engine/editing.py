@@ -6,23 +6,25 @@ Settings are saved at once. A running VM takes the CD live (over QMP), and disk 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hvdesk.core.config import CdDrive, Disk, VmConfig
-from hvdesk.core.errors import ConfigError, DiskError, StateError
+from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, StateError
 from hvdesk.core.names import name_key, validate_name
 from hvdesk.engine.library_ops import existing_disk, existing_file
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
-from hvdesk.qemu import images
+from hvdesk.qemu import discovery, images
 from hvdesk.qemu.argv import CD_ID
 
 if TYPE_CHECKING:
     from hvdesk.engine.manager import Manager
 
+STOPPED = (VmState.STOPPED, VmState.ABORTED)  # states in which disks can be added and removed
 # Settings a running VM takes without a restart.
 LIVE_FIELDS = {"name", "notes", "cdrom", "disks"}
 
@@ -38,23 +40,31 @@ def pending_changes(machine: Machine) -> list[str]:
 
 
 async def save_settings(manager: Manager, name: str, config: VmConfig) -> Machine:
-    """Save edited settings; a changed CD is also applied live to a running VM."""
-    machine = manager.get(name)
-    async with manager.lock(machine):
-        await manager.refresh_state(machine)
-        config = dataclasses.replace(config).validate()
-        old = machine.config
-        if config.uuid != old.uuid:
-            raise ConfigError("uuid: a VM's uuid cannot change")
-        if [d.path for d in config.disks] != [d.path for d in old.disks] and machine.state.active:
-            raise StateError(f"cannot change the disks of {machine.name!r} while it is {machine.state}")
-        if config.name != old.name:
-            _rename(manager, machine, config.name)
-        if machine.state.active and _iso(config) != _iso(old):
-            await _change_medium(manager, machine, _iso(config))
-        manager.library.save(machine.entry.folder, config)
-        manager.reload(machine)
-        return machine
+    """Save edited settings; a changed CD is also applied live to a running VM. A rename also
+    holds the library lock (taken first, as create and delete do), so names stay unique."""
+    renaming = config.name != manager.get(name).name
+    async with contextlib.AsyncExitStack() as stack:
+        if renaming:
+            await stack.enter_async_context(manager.library.lock().held(f"renaming VM {name!r}"))
+        machine = await stack.enter_async_context(manager.operate(name, "change the settings of"))
+        return await _save(manager, machine, config)
+
+
+async def _save(manager: Manager, machine: Machine, config: VmConfig) -> Machine:
+    """Save `config` for `machine`, whose guard the caller holds."""
+    config = dataclasses.replace(config).validate()
+    old = machine.config
+    if config.uuid != old.uuid:
+        raise ConfigError("uuid: a VM's uuid cannot change")
+    if [d.path for d in config.disks] != [d.path for d in old.disks] and machine.state.active:
+        raise StateError(f"cannot change the disks of {machine.name!r} while it is {machine.state}")
+    if config.name != old.name:
+        _rename(manager, machine, config.name)
+    if machine.state.active and _iso(config) != _iso(old):
+        await _change_medium(manager, machine, _iso(config))
+    manager.library.save(machine.entry.folder, config)
+    manager.reload(machine)
+    return machine
 
 
 def _iso(config: VmConfig) -> str | None:
@@ -76,15 +86,15 @@ def _rename(manager: Manager, machine: Machine, new_name: str) -> None:
 
 async def set_cd(manager: Manager, name: str, iso: Path | None) -> Machine:
     """Insert an ISO into the VM's CD drive (None ejects), live when it runs."""
-    machine = manager.get(name)
-    config = dataclasses.replace(machine.config)
-    if config.cdrom is None:
-        if machine.state.active:
-            raise StateError(f"{machine.name!r} has no CD drive; add one while it is stopped")
-        config.cdrom = CdDrive()
     path = str(existing_file(iso, "ISO image")) if iso is not None else ""
-    config.cdrom = dataclasses.replace(config.cdrom, iso=path)
-    return await save_settings(manager, name, config)
+    async with manager.operate(name, "change the CD of") as machine:
+        config = dataclasses.replace(machine.config)
+        if config.cdrom is None:
+            if machine.state.active:
+                raise StateError(f"{machine.name!r} has no CD drive; add one while it is stopped")
+            config.cdrom = CdDrive()
+        config.cdrom = dataclasses.replace(config.cdrom, iso=path)
+        return await _save(manager, machine, config)
 
 
 async def _change_medium(manager: Manager, machine: Machine, iso: str | None) -> None:
@@ -98,65 +108,63 @@ async def _change_medium(manager: Manager, machine: Machine, iso: str | None) ->
 
 
 async def add_new_disk(manager: Manager, name: str, size: int, bus: str = "virtio") -> Machine:
-    machine = await _stopped(manager, name, "add a disk to")
-    taken = {Path(d.path).name for d in machine.config.disks}
-    number = next(n for n in range(len(taken) + 1) if f"disk{n}.qcow2" not in taken)
-    filename = f"disk{number}.qcow2"
-    await images.create(machine.entry.folder / filename, size)
-    config = dataclasses.replace(machine.config, disks=[*machine.config.disks,
-                                                        Disk(filename, "qcow2", bus=bus, created=True)])
-    try:
-        return await save_settings(manager, name, config)
-    except BaseException:
-        (machine.entry.folder / filename).unlink(missing_ok=True)
-        raise
+    async with manager.operate(name, "add a disk to", *STOPPED) as machine:
+        taken = {Path(d.path).name for d in machine.config.disks}
+        number = next(n for n in range(len(taken) + 1) if f"disk{n}.qcow2" not in taken)
+        filename = f"disk{number}.qcow2"
+        await images.create(machine.entry.folder / filename, size)
+        config = dataclasses.replace(machine.config, disks=[*machine.config.disks,
+                                                            Disk(filename, "qcow2", bus=bus, created=True)])
+        try:
+            return await _save(manager, machine, config)
+        except BaseException:
+            (machine.entry.folder / filename).unlink(missing_ok=True)
+            raise
 
 
 async def attach_disk(manager: Manager, name: str, path: Path, bus: str = "virtio") -> Machine:
-    machine = await _stopped(manager, name, "attach a disk to")
-    disk = dataclasses.replace(await existing_disk(manager, path), bus=bus)
-    if any(machine.paths.resolve(d.path) == Path(disk.path) for d in machine.config.disks):
-        raise ConfigError(f"{disk.path} is already attached to {machine.name!r}")
-    config = dataclasses.replace(machine.config, disks=[*machine.config.disks, disk])
-    return await save_settings(manager, name, config)
+    async with manager.operate(name, "attach a disk to", *STOPPED) as machine:
+        disk = dataclasses.replace(await existing_disk(manager, path), bus=bus)
+        if any(machine.paths.resolve(d.path) == Path(disk.path) for d in machine.config.disks):
+            raise ConfigError(f"{disk.path} is already attached to {machine.name!r}")
+        config = dataclasses.replace(machine.config, disks=[*machine.config.disks, disk])
+        return await _save(manager, machine, config)
 
 
 async def remove_disk(manager: Manager, name: str, index: int, *, delete_file: bool = False) -> Machine:
-    """Detach a disk; `delete_file` also deletes it, if hvdesk created it for this VM."""
-    machine = await _stopped(manager, name, "remove a disk from")
-    disk = _disk(machine, index)
-    config = dataclasses.replace(machine.config, disks=[d for i, d in enumerate(machine.config.disks)
-                                                        if i != index])
-    await save_settings(manager, name, config)
-    if delete_file and disk.created:
-        machine.paths.resolve(disk.path).unlink(missing_ok=True)
-    return machine
+    """Detach a disk; `delete_file` also deletes it, if hvdesk created it for this VM and no
+    other VM or process uses it."""
+    async with manager.operate(name, "remove a disk from", *STOPPED) as machine:
+        disk = _disk(machine, index)
+        path = machine.paths.resolve(disk.path)
+        config = dataclasses.replace(machine.config, disks=[d for i, d in enumerate(machine.config.disks)
+                                                            if i != index])
+        await _save(manager, machine, config)
+        if delete_file and disk.created:
+            user = manager.holder_of(path, exclude=machine)
+            if user is not None:
+                raise DiskError(f"detached {path}, but kept the file: VM {user!r} uses it too")
+            if discovery.holders_of([path]):
+                raise DiskInUseError(f"detached {path}, but kept the file: a QEMU process has it open")
+            path.unlink(missing_ok=True)
+        return machine
 
 
 async def resize_disk(manager: Manager, name: str, index: int, size: int) -> images.ImageInfo:
     """Grow a disk; live through QMP when the VM runs (the guest sees the new size at once)."""
-    machine = manager.get(name)
-    await manager.refresh_state(machine)
-    disk = _disk(machine, index)
-    path = machine.paths.resolve(disk.path)
-    if not machine.state.active:
-        return await images.resize(path, size)
-    current = await images.info(path, force_share=True)
-    if size < current.virtual_size:
-        raise DiskError(f"cannot shrink {path}; shrinking would destroy data")
-    await manager.command(machine, "block_resize", {"node-name": f"disk{index}", "size": size})
-    return await images.info(path, force_share=True)
+    async with manager.operate(name, "resize a disk of") as machine:
+        disk = _disk(machine, index)
+        path = machine.paths.resolve(disk.path)
+        if not machine.state.active:
+            return await images.resize(path, size)
+        current = await images.info(path, force_share=True)
+        if size < current.virtual_size:
+            raise DiskError(f"cannot shrink {path}; shrinking would destroy data")
+        await manager.command(machine, "block_resize", {"node-name": f"disk{index}", "size": size})
+        return await images.info(path, force_share=True)
 
 
 def _disk(machine: Machine, index: int) -> Disk:
     if not 0 <= index < len(machine.config.disks):
         raise ConfigError(f"{machine.name!r} has no disk number {index}")
     return machine.config.disks[index]
-
-
-async def _stopped(manager: Manager, name: str, action: str) -> Machine:
-    machine = manager.get(name)
-    await manager.refresh_state(machine)
-    if machine.state not in (VmState.STOPPED, VmState.ABORTED):
-        raise StateError(f"cannot {action} {machine.name!r} while it is {machine.state}")
-    return machine

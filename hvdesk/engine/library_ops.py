@@ -18,11 +18,12 @@ from hvdesk.core.errors import ConfigError, DiskInUseError, NotFoundError, State
 from hvdesk.core.iso import Detection, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset
+from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths
 from hvdesk.core.units import format_size
 from hvdesk.engine import runtime
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
-from hvdesk.qemu import firmware, images, tpm
+from hvdesk.qemu import discovery, firmware, images, tpm
 
 if TYPE_CHECKING:
     from hvdesk.engine.manager import Manager
@@ -52,6 +53,7 @@ class CreateRequest:
 class DeleteResult:
     removed: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
+    reasons: dict[Path, str] = field(default_factory=dict)  # why each kept file was kept
 
 
 def host_limits() -> tuple[int, int]:
@@ -60,26 +62,32 @@ def host_limits() -> tuple[int, int]:
 
 
 async def create(manager: Manager, request: CreateRequest) -> Machine:
+    """Make a new VM. It is built in a hidden staging folder and moved into the library in one
+    rename, under the library lock: no other process sees it half-made or takes its name, and
+    a create killed half-way leaves only a staging folder that the next Manager removes."""
     config, detection = await _plan(manager, request)
     if request.disk_size is None and request.attach_disk is None and request.kernel is None and request.iso:
         request = dataclasses.replace(request, disk_size=preset(config.os).disk_gib * GIB)  # an install needs one
     # A new disk and an installer: the empty disk does not boot, so the CD does, until it is ejected.
     config.install = bool(request.iso and request.disk_size and request.kernel is None)
-    folder = manager.library.create_folder(config, write_config=False)  # listed once complete
+    library = manager.library
+    staging = library.staging_folder()
     try:
         if request.disk_size:
-            await images.create(folder / NEW_DISK_NAME, request.disk_size)
+            await images.create(staging / NEW_DISK_NAME, request.disk_size)
             config.disks.append(Disk(path=NEW_DISK_NAME, format="qcow2", created=True,
                                      bus=_disk_bus(config, preset(config.os))))
         if config.firmware == "uefi":
-            vars_file = folder / "uefi-vars.fd"
+            vars_file = staging / "uefi-vars.fd"
             shutil.copyfile(firmware.find_uefi(config.machine).vars_template, vars_file)
             os.chmod(vars_file, 0o600)
-        manager.library.save(folder, config)
+        library.save(staging, config)
+        async with library.lock().held(f"creating VM {config.name!r}"):
+            folder = library.publish(staging, config.name)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        library.discard(staging)
         raise
-    machine = manager.adopt(manager.library.load(folder))
+    machine = manager.adopt(library.load(folder))
     machine.notice = f"OS detected from the ISO: {detection.reason}" if detection else ""
     return machine
 
@@ -156,36 +164,81 @@ async def existing_disk(manager: Manager, path: Path) -> Disk:
 
 async def delete(manager: Manager, name: str, *, keep_disks: bool = False) -> DeleteResult:
     """Remove a stopped VM: its folder, and the disks hvdesk created for it unless `keep_disks`.
-    Disk images that were attached from elsewhere are never deleted."""
-    machine = manager.get(name)
-    async with manager.lock(machine):
-        await manager.refresh_state(machine)
-        if machine.state.active:
-            raise StateError(f"cannot delete {machine.name!r}: it is {machine.state}; stop it first")
-        result = DeleteResult()
-        folder = machine.entry.folder
-        keep = set()
-        if machine.entry.config is not None:
-            paths = machine.paths
-            runtime.remove_run_dir(paths)
-            for disk in machine.config.disks:
-                disk_path = paths.resolve(disk.path)
-                if not disk.created or keep_disks:
-                    keep.add(disk_path)
-        elif keep_disks:  # config unreadable: which files are disks is unknown, so keep all but the config
-            keep = {p for p in folder.iterdir() if p.name not in (runtime.ABORTED_MARKER, "vm.toml", "logs")}
-        result.kept = sorted(keep)
-        inside = [p for p in keep if p.parent == folder]
-        # vm.toml goes first: if anything below fails, the VM is already gone from the list.
-        (folder / "vm.toml").unlink(missing_ok=True)
-        if inside:
-            for item in folder.iterdir():
-                if item not in keep:
-                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+    Only files inside the VM's folder are ever removed; of those, disks another VM uses are kept,
+    and nothing is removed while a QEMU of this VM runs or any QEMU holds one of the files open
+    (its pidfile may be gone: the processes themselves are checked)."""
+    library = manager.library
+    async with library.lock().held(f"deleting VM {name!r}"):
+        async with manager.operate(name, "delete") as machine:
+            if machine.state.active:
+                raise StateError(f"cannot delete {machine.name!r}: it is {machine.state}; stop it first")
+            folder = machine.entry.folder
+            uuid = machine.entry.config.uuid if machine.entry.config is not None else None
+            live = discovery.find_vm_qemu(uuid, folder, fresh=True)
+            if live is not None:
+                raise StateError(f"cannot delete {machine.name!r}: its QEMU (pid {live.pid}) is still running; "
+                                 "stop it first (hvdesk stop --force turns it off)")
+            keep = _files_to_keep(manager, machine, keep_disks)
+            doomed = [item for item in folder.iterdir() if item not in keep]
+            busy = discovery.holders_of([f for item in doomed for f in _files_under(item)])
+            if busy:
+                path, pid = next(iter(busy.items()))
+                raise DiskInUseError(f"cannot delete {machine.name!r}: {path} is open in QEMU (pid {pid})")
+            if machine.entry.config is not None:
+                runtime.remove_run_dir(machine.paths)
+            result = DeleteResult(kept=sorted(keep), reasons=keep)
+            # vm.toml goes first: if anything below fails, the VM is already gone from the list.
+            (folder / CONFIG_FILE).unlink(missing_ok=True)
+            if any(path.parent == folder for path in keep):
+                for item in doomed:
+                    shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink(missing_ok=True)
                     result.removed.append(item)
-        else:
-            result.removed.append(folder)
-            manager.library.remove_folder(folder)
-        manager.forget(machine)
-        machine.state = VmState.STOPPED
-        return result
+            else:
+                result.removed.append(folder)
+                library.remove_folder(folder)
+            manager.forget(machine)
+            machine.state = VmState.STOPPED
+            return result
+
+
+def _files_to_keep(manager: Manager, machine: Machine, keep_disks: bool) -> dict[Path, str]:
+    """Disk files the delete must leave, each with why: attached from elsewhere, asked to keep,
+    or used by another VM of the library (attached there too)."""
+    folder = machine.entry.folder
+    keep: dict[Path, str] = {}
+    if machine.entry.config is not None:
+        for disk in machine.config.disks:
+            path = machine.paths.resolve(disk.path)
+            if not disk.created:
+                keep[path] = "attached from elsewhere"
+            elif keep_disks:
+                keep[path] = "kept as asked"
+    elif keep_disks:  # config unreadable: which files are disks is unknown, so keep all but the config
+        keep = {p: "kept as asked" for p in folder.iterdir()
+                if p.name not in (CONFIG_FILE, LOCK_FILE, LOG_DIR)}
+    real_folder = Path(os.path.realpath(folder))
+    for other, path in _disks_of_other_vms(manager, machine):
+        if real_folder in path.parents:  # the item directly in the folder that a delete would remove
+            keep.setdefault(folder / path.relative_to(real_folder).parts[0], f"used by VM {other!r}")
+    return keep
+
+
+def _disks_of_other_vms(manager: Manager, machine: Machine) -> list[tuple[str, Path]]:
+    """(VM name, disk path) for every disk every other VM of the library names, read fresh from
+    disk; an inaccessible vm.toml is still read for its disk paths, as far as it can be."""
+    found = []
+    for entry in manager.library.scan():
+        if entry.folder == machine.entry.folder:
+            continue
+        for raw in raw_disk_paths(entry.folder):
+            path = Path(raw).expanduser()
+            path = path if path.is_absolute() else entry.folder / path
+            found.append((entry.name, Path(os.path.realpath(path))))
+    return found
+
+
+def _files_under(item: Path) -> list[Path]:
+    if item.is_dir() and not item.is_symlink():
+        return [p for p in item.rglob("*") if p.is_file() and not p.is_symlink()]
+    return [item] if item.is_file() else []

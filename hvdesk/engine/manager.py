@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from hvdesk.core.errors import DiskInUseError, HvdeskError, NotFoundError, QemuError, StateError
+from hvdesk.core.filelock import FileLock
 from hvdesk.core.names import name_key
 from hvdesk.core.paths import vms_dir
-from hvdesk.core.storage import CONFIG_FILE, Library, VmEntry
+from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, Library, VmEntry
 from hvdesk.engine import launch_plan, library_ops, runtime
 from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 from hvdesk.engine.machine import Machine
@@ -47,6 +48,7 @@ class Manager:
         self._listeners: list[Listener] = []
         self._event_hooks: list[Callable[[Machine, str, dict], None]] = []
         self._locks: dict[Path, asyncio.Lock] = {}
+        self._held: set[Path] = set()  # VM folders whose file lock this Manager holds now
         self._tasks: set[asyncio.Task] = set()
         self._library_stamp: tuple = ()
 
@@ -54,7 +56,10 @@ class Manager:
 
     async def open(self, *, inspect: bool = True) -> Manager:
         """Load the library. `inspect=False` skips reading every VM's live state up front (a CLI
-        command about one VM reads just that one's)."""
+        command about one VM reads just that one's). VMs whose creation was killed half-way
+        are removed first."""
+        for folder in self.library.remove_abandoned():
+            log.info("removed %s: a VM whose creation was interrupted", folder)
         await self.refresh(inspect=inspect or self.watch)
         if self.watch:
             self._spawn(self._poll_forever())
@@ -104,12 +109,7 @@ class Manager:
         seen: dict[Path, Machine] = {}
         fresh: list[Machine] = []
         edited: list[Machine] = []
-        uuids: dict[str, str] = {}
         for entry in self.library.scan():
-            if entry.config is not None:
-                other = uuids.setdefault(entry.config.uuid, entry.name)
-                if other != entry.name:
-                    entry = VmEntry(entry.folder, None, f"its uuid is also used by VM {other!r}")
             machine = self._machines.get(entry.folder)
             if machine is not None and _same_vm(machine.entry, entry):
                 if machine.entry.config != entry.config:
@@ -176,13 +176,21 @@ class Manager:
         self._set(machine, state, reason)
 
     def _note_exit(self, machine: Machine, *, expected: bool) -> None:
-        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up."""
+        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up, unless
+        another process holds the VM (it may be starting it: its files are not ours to remove)."""
         paths = machine.paths
-        if runtime.left_behind(paths) and not expected:
-            pid = runtime.read_pid(paths.pidfile)
-            runtime.mark_aborted(paths, f"QEMU (pid {pid}) ended without a clean exit "
-                                        f"(killed or crashed); see {paths.qemu_log}")
-        runtime.remove_run_dir(paths)
+        held = machine.entry.folder in self._held
+        flock = None if held else self._try_hold(machine)
+        if held or flock is not None:
+            try:
+                if runtime.left_behind(paths) and not expected:
+                    pid = runtime.read_pid(paths.pidfile)
+                    runtime.mark_aborted(paths, f"QEMU (pid {pid}) ended without a clean exit "
+                                                f"(killed or crashed); see {paths.qemu_log}")
+                runtime.remove_run_dir(paths)
+            finally:
+                if flock is not None:
+                    flock.release()
         machine.pid, machine.run, machine.expect_exit, machine.balloon = None, None, False, None
         reason = runtime.aborted_reason(paths)
         self._set(machine, VmState.ABORTED if reason else VmState.STOPPED, reason or "")
@@ -258,10 +266,7 @@ class Manager:
 
     async def start(self, name: str, *, paused: bool = False) -> Machine:
         """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
-        machine = self.get(name)
-        async with self.lock(machine):
-            await self.refresh_state(machine)
-            machine.require(VmState.STOPPED, VmState.ABORTED, action="start")
+        async with self.operate(name, "start", VmState.STOPPED, VmState.ABORTED) as machine:
             config, paths = machine.config, machine.paths
             # A first start probes the accelerator and asks QEMU its version: off the event loop then.
             if launch_plan.is_quick(machine):
@@ -334,10 +339,7 @@ class Manager:
     async def stop(self, name: str, *, force: bool = False, timeout: float = 60.0) -> Machine:
         """Press the ACPI power button and wait for the guest to power off; with `force`, turn it
         off after `timeout` s (at once when timeout is 0)."""
-        machine = self.get(name)
-        async with self.lock(machine):
-            await self.refresh_state(machine)
-            machine.require(VmState.RUNNING, VmState.PAUSED, VmState.STOPPING, action="stop")
+        async with self.operate(name, "stop", VmState.RUNNING, VmState.PAUSED, VmState.STOPPING) as machine:
             if timeout > 0 and machine.state == VmState.PAUSED and not force:
                 raise StateError(f"{machine.name!r} is paused, so its guest cannot see the power button: "
                                  "resume it first, or force it off")
@@ -355,10 +357,7 @@ class Manager:
 
     async def shutdown(self, name: str) -> Machine:
         """Press the ACPI power button and return; the guest powers off in its own time."""
-        machine = self.get(name)
-        async with self.lock(machine):
-            await self.refresh_state(machine)
-            machine.require(VmState.RUNNING, action="shut down")
+        async with self.operate(name, "shut down", VmState.RUNNING) as machine:
             await self._press_power_button(machine)
             return machine
 
@@ -393,10 +392,7 @@ class Manager:
 
     async def _simple(self, name: str, command: str, after: VmState | None,
                       allowed: tuple[VmState, ...], action: str) -> Machine:
-        machine = self.get(name)
-        async with self.lock(machine):
-            await self.refresh_state(machine)
-            machine.require(*allowed, action=action)
+        async with self.operate(name, action, *allowed) as machine:
             await self.command(machine, command)
             if after is not None:
                 self._set(machine, after)
@@ -416,9 +412,13 @@ class Manager:
         if machine.session is not None and machine.session.connected:
             yield machine.session
             return
+        socket = machine.paths.ctl_socket
+        if not socket.exists():  # its runtime folder was removed under it: nothing can connect
+            raise QemuError(f"cannot reach the QEMU of {machine.name!r} (pid {machine.pid}): its control socket "
+                            f"{socket} is gone (was its runtime folder removed?); stop --force turns it off")
         session = QmpSession(f"hvdesk-cli-{machine.name}")
         try:
-            await session.connect(machine.paths.ctl_socket, timeout=5.0)
+            await session.connect(socket, timeout=5.0)
             yield session
         finally:
             await session.close()
@@ -429,7 +429,44 @@ class Manager:
             return await qmp.execute(command, arguments, timeout=timeout)
 
     def lock(self, machine: Machine) -> asyncio.Lock:
+        """This process's lock on the VM (the file lock in `exclusive` covers other processes)."""
         return self._locks.setdefault(machine.entry.folder, asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, machine: Machine, doing: str) -> AsyncIterator[Machine]:
+        """Hold the VM against every other change, in this process and in any other hvdesk."""
+        async with self.lock(machine):
+            folder = machine.entry.folder
+            flock = FileLock(folder / LOCK_FILE, f"VM {machine.name!r}")
+            try:
+                await flock.acquire(doing)
+            except FileNotFoundError:
+                raise NotFoundError(f"VM {machine.name!r} was deleted or renamed meanwhile") from None
+            self._held.add(folder)
+            try:
+                yield machine
+            finally:
+                self._held.discard(folder)
+                flock.release()
+
+    @contextlib.asynccontextmanager
+    async def operate(self, name: str, action: str, *allowed: VmState) -> AsyncIterator[Machine]:
+        """The door of every operation that changes a VM: find it, hold it, look again at its
+        state (another process may have changed it while we waited), and check `allowed`."""
+        machine = self.get(name)
+        async with self.exclusive(machine, action):
+            await self.refresh_state(machine)
+            if allowed:
+                machine.require(*allowed, action=action)
+            yield machine
+
+    def _try_hold(self, machine: Machine) -> FileLock | None:
+        """The VM's file lock if nobody holds it now (None: another process is changing it)."""
+        flock = FileLock(machine.entry.folder / LOCK_FILE, f"VM {machine.name!r}")
+        try:
+            return flock if flock.try_acquire("tidying up after QEMU") else None
+        except OSError:
+            return None
 
     def _set(self, machine: Machine, state: VmState, reason: str = "") -> None:
         if (machine.state, machine.reason) == (state, reason):

@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import make_private_dir, runtime_root
 from hvdesk.core.storage import atomic_write
+from hvdesk.qemu import discovery
 from hvdesk.qemu.argv import VmPaths
 from hvdesk.qemu.process import is_alive, is_our_qemu, read_pid
 
@@ -64,10 +66,26 @@ def remove_run_dir(paths: VmPaths) -> None:
     shutil.rmtree(paths.run_dir, ignore_errors=True)
 
 
-def live_pid(paths: VmPaths, uuid: str) -> int | None:
-    """The pid of this VM's QEMU if one is running (checked to be ours, not a recycled pid)."""
+def live_pid(paths: VmPaths, uuid: str, *, fresh: bool = False) -> int | None:
+    """The pid of this VM's QEMU if one is running (checked to be ours, not a recycled pid).
+
+    The pidfile answers first; without one (its runtime folder was removed under it) the
+    processes are searched, and the pidfile is put back where QEMU will remove it at exit.
+    `fresh` skips the short-lived cache of that search: for decisions that destroy something.
+    """
     pid = read_pid(paths.pidfile)
-    return pid if pid is not None and is_our_qemu(pid, uuid) else None
+    if pid is not None and is_our_qemu(pid, uuid):
+        return pid
+    found = discovery.find_vm_qemu(uuid, paths.vm_dir, fresh=fresh)
+    if found is None:
+        return None
+    if found.option("-pidfile") == str(paths.pidfile) and not paths.pidfile.exists():
+        try:
+            make_private_dir(paths.run_dir)
+            atomic_write(paths.pidfile, f"{found.pid}\n".encode())
+        except (OSError, HvdeskError):
+            pass  # still found by the search next time
+    return found.pid
 
 
 def left_behind(paths: VmPaths) -> bool:

@@ -14,6 +14,7 @@ import pytest
 from hvdesk.core.paths import runtime_root
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
+from hvdesk.qemu.discovery import qemu_processes
 from hvdesk.qemu.process import is_alive, read_pid
 from hvdesk.qemu.qmp import QmpSession
 from tests.guest.build import TinyGuest, ensure_tiny_guest
@@ -27,11 +28,22 @@ def tiny_guest() -> TinyGuest:
 
 
 def kill_our_qemus() -> None:
+    """Kill the QEMUs this test started: those whose pidfile is in its runtime dir, and those
+    whose runtime dir a test removed under them (found by their -pidfile argument)."""
     root = runtime_root()
-    for pidfile in root.glob("*/qemu.pid"):
-        pid = read_pid(pidfile)
+    pids = {read_pid(pidfile) for pidfile in root.glob("*/qemu.pid")}
+    pids |= {proc.pid for proc in qemu_processes(fresh=True)
+             if (proc.option("-pidfile") or "").startswith(str(root) + os.sep)}
+    for pid in pids:
         if pid is not None and is_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def cli_home(hv_home: Path):
+    """A private library for tests that run the `hvdesk` command; kills their QEMUs after."""
+    yield hv_home
+    kill_our_qemus()
 
 
 @pytest.fixture

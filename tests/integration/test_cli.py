@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hvdesk.qemu.process import is_alive
-from tests.integration.conftest import kill_our_qemus, wait_for_serial
+from tests.integration.conftest import wait_for_serial
 
 pytestmark = pytest.mark.qemu
 
@@ -19,12 +19,6 @@ pytestmark = pytest.mark.qemu
 def hv(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hvdesk", *args], capture_output=True, text=True,
                           timeout=180, env={**os.environ, **(env or {})})
-
-
-@pytest.fixture
-def cli_home(hv_home):
-    yield hv_home
-    kill_our_qemus()
 
 
 def guest_args(guest) -> list[str]:

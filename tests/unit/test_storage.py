@@ -83,3 +83,31 @@ def test_folder_left_by_deleted_vm_is_not_a_vm_and_does_not_block_the_name(tmp_p
     assert lib.scan() == []
     new = lib.create_folder(VmConfig(name="x").validate())
     assert new.name == "x-2" and lib.find("x").folder == new
+
+
+def test_a_hand_edited_duplicate_is_inaccessible_saying_why(tmp_path):
+    lib = Library(tmp_path / "VMs")
+    lib.create_folder(VmConfig(name="web").validate())
+    other = lib.create_folder(VmConfig(name="db").validate())
+    copied = lib.create_folder(VmConfig(name="web copy").validate())
+    # Someone renames "db" to "WEB" by hand, and copies web's uuid into "web copy".
+    (other / "vm.toml").write_text((other / "vm.toml").read_text().replace('name = "db"', 'name = "WEB"'))
+    web_uuid = lib.find("web").config.uuid
+    text = (copied / "vm.toml").read_text()
+    (copied / "vm.toml").write_text(text.replace(lib.find("web copy").config.uuid, web_uuid))
+    entries = {e.folder.name: e for e in lib.scan()}
+    assert entries["web"].accessible
+    assert entries["db"].error == "its name 'WEB' is also used by the VM in folder 'web' (names ignore case)"
+    assert entries["web copy"].error == "its uuid is also used by the VM in folder 'web' (a copied folder?)"
+
+
+def test_staging_folders_are_invisible_and_abandoned_ones_removed(tmp_path):
+    lib = Library(tmp_path / "VMs")
+    staging = lib.staging_folder()
+    lib.save(staging, VmConfig(name="half").validate())
+    assert lib.scan() == [] and staging.name.startswith(".new-")
+    assert lib.remove_abandoned() == []  # its creator (this process) still holds it
+    other = Library(lib.root)
+    assert other.remove_abandoned() == []  # a second process sees the creator's lock too
+    lib._release_staging(staging)  # as if the creator died: its lock is gone
+    assert other.remove_abandoned() == [staging] and not staging.exists()

@@ -1,0 +1,96 @@
+"""Finding a VM's QEMU by the process itself, when its pidfile cannot be trusted to be there.
+
+A pidfile lives in the runtime folder, which a /tmp cleaner or a logout (removing
+/run/user/UID) can take away while QEMU runs on. Before anything destructive (start over it,
+delete its disks) hvdesk therefore also looks at the processes: a QEMU whose command line
+carries the VM's uuid or logs into the VM's folder, and any QEMU that holds one of its files open.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+CACHE_SECONDS = 0.5  # one scan serves every VM of a `list` or a poll tick
+
+
+@dataclass(frozen=True)
+class QemuProcess:
+    pid: int
+    cmdline: tuple[str, ...]
+
+    def option(self, name: str) -> str | None:
+        """The value after `name` on the command line (e.g. -uuid), if present."""
+        args = self.cmdline
+        return next((b for a, b in zip(args, args[1:]) if a == name), None)
+
+    def logs_into(self, folder: Path) -> bool:
+        """Whether QEMU writes its log (-D) inside `folder`: it was started for that VM folder.
+        (Disk paths are no proof: another VM may have attached a disk from this folder.)"""
+        log = self.option("-D")
+        return log is not None and log.startswith(str(folder).rstrip(os.sep) + os.sep)
+
+
+_cache: tuple[float, list[QemuProcess]] = (0.0, [])
+
+
+def qemu_processes(*, fresh: bool = False) -> list[QemuProcess]:
+    """Every live qemu-system process this user can see (cached for half a second)."""
+    global _cache
+    stamp, found = _cache
+    now = time.monotonic()
+    if not fresh and now - stamp < CACHE_SECONDS:
+        return found
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            # Linux truncates names to 15 characters: "qemu-system-x86".
+            if not (proc.info["name"] or "").startswith("qemu-system"):
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            found.append(QemuProcess(proc.pid, tuple(proc.cmdline())))
+        except psutil.Error:
+            continue
+    _cache = (now, found)
+    return found
+
+
+def find_vm_qemu(uuid: str | None, folder: Path, *, fresh: bool = False) -> QemuProcess | None:
+    """The QEMU running this VM: started with its uuid, or logging into its folder."""
+    for proc in qemu_processes(fresh=fresh):
+        if (uuid is not None and proc.option("-uuid") == uuid) or proc.logs_into(folder):
+            return proc
+    return None
+
+
+def holders_of(files: list[Path]) -> dict[Path, int]:
+    """Which of `files` a live QEMU holds open, and its pid (checked by device and inode)."""
+    wanted: dict[tuple[int, int], Path] = {}
+    for path in files:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        wanted[(info.st_dev, info.st_ino)] = path
+    held: dict[Path, int] = {}
+    if not wanted:
+        return held
+    for proc in qemu_processes(fresh=True):
+        try:
+            opened = psutil.Process(proc.pid).open_files()
+        except psutil.Error:
+            continue
+        for item in opened:
+            try:
+                info = os.stat(item.path)
+            except OSError:
+                continue
+            path = wanted.get((info.st_dev, info.st_ino))
+            if path is not None:
+                held.setdefault(path, proc.pid)
+    return held
