@@ -32,21 +32,22 @@ def cache_dir() -> Path:
     return data_dir() / "cache" if home else Path(platformdirs.user_cache_dir(APP))
 
 
-def runtime_root() -> Path:
-    """A private folder for sockets and pid files, one per data dir (so two libraries never meet).
-
-    Under XDG_RUNTIME_DIR when there is one; else in the temp dir, owned by us and 0700.
-    HVDESK_RUNTIME_DIR overrides.
-    """
+def runtime_base() -> Path:
+    """The first folder of hvdesk's runtime files that is hvdesk's own: hvdesk/ under
+    XDG_RUNTIME_DIR when there is one, else hvdesk-<uid> in the temp dir; HVDESK_RUNTIME_DIR
+    overrides."""
     override = os.environ.get("HVDESK_RUNTIME_DIR")
     if override:
-        base = Path(override)
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        base = Path(os.environ["XDG_RUNTIME_DIR"]) / APP
-    else:
-        base = Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+        return Path(override)
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / APP
+    return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+
+
+def runtime_root() -> Path:
+    """A private folder for sockets and pid files, one per data dir (so two libraries never meet)."""
     library_key = hashlib.sha256(str(data_dir()).encode()).hexdigest()[:8]
-    root = base / library_key
+    root = runtime_base() / library_key
     if len(str(root)) + 1 + 36 > MAX_SOCKET_DIR:  # + "/<uuid>"
         raise HvdeskError(
             f"runtime folder {root} is too long for unix sockets; set HVDESK_RUNTIME_DIR to a short path"
@@ -54,16 +55,52 @@ def runtime_root() -> Path:
     return root
 
 
+def make_private_runtime_dir(path: Path) -> Path:
+    """Create `path` with every level from the runtime base down 0700, owned by this user and no
+    symlink, as OpenSSH treats its sockets: another user who made a level first (say
+    /tmp/hvdesk-<uid>) could otherwise rename our sockets away or put their own in."""
+    base = runtime_base()
+    if base != path and base not in path.parents:
+        raise HvdeskError(f"{path} is not inside the runtime folder {base}")
+    if not os.environ.get("HVDESK_RUNTIME_DIR") and os.environ.get("XDG_RUNTIME_DIR"):
+        _check_owned(base.parent, "XDG_RUNTIME_DIR", allow_group_read=True)
+    base.parent.mkdir(parents=True, exist_ok=True)  # /tmp, /run/user/UID or the override's parents
+    level = base
+    for part in ("", *path.relative_to(base).parts):
+        level = level / part if part else level
+        try:
+            os.mkdir(level, 0o700)
+        except FileExistsError:
+            pass
+        _check_owned(level, "runtime folder")
+    return path
+
+
+def _check_owned(path: Path, what: str, *, allow_group_read: bool = False) -> None:
+    """Refuse a folder that is a symlink, not a folder, or another user's; tighten our own."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise HvdeskError(f"{what} {path}: {exc.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise HvdeskError(f"{what} {path} is a symbolic link; refusing to put private files there "
+                          "(remove it, or set HVDESK_RUNTIME_DIR)")
+    if not stat.S_ISDIR(info.st_mode):
+        raise HvdeskError(f"{what} {path} is not a folder; refusing to put private files there")
+    if info.st_uid != os.getuid():
+        raise HvdeskError(f"{what} {path} belongs to another user (uid {info.st_uid}); refusing to put private "
+                          "files there (remove it, or set HVDESK_RUNTIME_DIR)")
+    loose = 0o022 if allow_group_read else 0o077
+    if info.st_mode & loose:
+        if allow_group_read:
+            raise HvdeskError(f"{what} {path} is writable by others; refusing to put private files there")
+        os.chmod(path, 0o700)  # ours, made by an older hvdesk or a loose umask: nobody else could write in it
+
+
 def make_private_dir(path: Path) -> Path:
     """Create `path` (and missing parents) as 0700, and refuse one that others could tamper with."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise HvdeskError(f"{path} is not a plain folder; refusing to put private files there")
-    if info.st_uid != os.getuid():
-        raise HvdeskError(f"{path} belongs to another user; refusing to put private files there")
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
+    _check_owned(path, "folder")
     return path
 
 

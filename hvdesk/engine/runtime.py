@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hvdesk.core.errors import HvdeskError
-from hvdesk.core.paths import make_private_dir, runtime_root
+from hvdesk.core.paths import make_private_runtime_dir, runtime_root
 from hvdesk.core.storage import atomic_write
 from hvdesk.qemu import discovery
 from hvdesk.qemu.argv import VmPaths
@@ -57,9 +57,13 @@ def read_run_info(paths: VmPaths) -> RunInfo | None:
 
 def prepare_run_dir(paths: VmPaths) -> None:
     """A clean private dir for a new QEMU: nothing left from an earlier run."""
-    if paths.run_dir.exists():
+    make_private_runtime_dir(paths.run_dir.parent)
+    if os.path.lexists(paths.run_dir):
+        if paths.run_dir.is_symlink() or not paths.run_dir.is_dir():
+            raise HvdeskError(f"runtime folder {paths.run_dir} is not a plain folder; refusing to use it "
+                              "(remove it and start again)")
         shutil.rmtree(paths.run_dir)
-    make_private_dir(paths.run_dir)
+    make_private_runtime_dir(paths.run_dir)
 
 
 def remove_run_dir(paths: VmPaths) -> None:
@@ -81,7 +85,7 @@ def live_pid(paths: VmPaths, uuid: str, *, fresh: bool = False) -> int | None:
         return None
     if found.option("-pidfile") == str(paths.pidfile) and not paths.pidfile.exists():
         try:
-            make_private_dir(paths.run_dir)
+            make_private_runtime_dir(paths.run_dir)
             atomic_write(paths.pidfile, f"{found.pid}\n".encode())
         except (OSError, HvdeskError):
             pass  # still found by the search next time
