@@ -39,7 +39,7 @@ async def cmd_list(manager: Manager, args: argparse.Namespace) -> int:
         return 0
     table = [("NAME", "STATE", "OS", "MEMORY", "CPUS")]
     for row in rows:
-        state = row["state"] + (f" ({row['reason']})" if row["state"] in ("aborted", "inaccessible") else "")
+        state = row["state"] + (f" ({row['reason']})" if row["reason"] else "")
         memory = format_size(row["memory_mib"] * MIB) if row["memory_mib"] else "-"
         table.append((row["name"], state, row["os"] or "-", memory, str(row["cpus"] or "-")))
     widths = [max(len(r[i]) for r in table) for i in range(4)]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
+import traceback
 from pathlib import Path
 
 from hvdesk import __version__
 from hvdesk.cli import commands
-from hvdesk.core.errors import HvdeskError
+from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
 from hvdesk.core.units import parse_size
 from hvdesk.qemu.binaries import find_emulator, program_version
@@ -142,9 +144,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("send-keys: give at least one KEY or --text")
     try:
         return asyncio.run(commands.run(args))
-    except HvdeskError as exc:
-        print(f"hvdesk: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("hvdesk: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # every path ends in one line: ours, the system's, or a bug's
+        message = user_message(exc)
+        if message is None:
+            message = f"unexpected error ({type(exc).__name__}: {exc}); {_crash_report(exc)}"
+        print(f"hvdesk: {message}", file=sys.stderr)
+        return 1
+
+
+def _crash_report(error: BaseException) -> str:
+    """Keep a bug's traceback in a file for its report, instead of on the user's terminal."""
+    text = "".join(traceback.format_exception(error))
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        report = folder / "crash.log"
+        with open(report, "a", encoding="utf-8") as handle:
+            handle.write(f"--- hvdesk {__version__}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{text}")
+        return f"please report it with {report}"
+    except OSError:
+        return "please report it; the details:\n" + text.strip().splitlines()[-1]

@@ -40,7 +40,9 @@ class BusyError(StateError):
 
 
 class DiskError(HvdeskError):
-    pass
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message  # qemu-img's own reason, without the path
 
 
 class DiskInUseError(DiskError):
@@ -61,3 +63,18 @@ class QemuError(HvdeskError):
 
 class ConsoleError(HvdeskError):
     pass
+
+
+def user_message(error: BaseException) -> str | None:
+    """What to tell the user about `error`: hvdesk's own errors as they are, and the system's
+    (a read-only or full disk, a missing permission, a file removed under us) as one line naming
+    the file. None for anything else: a bug, to be reported with its traceback."""
+    if isinstance(error, HvdeskError):
+        return str(error)
+    if isinstance(error, OSError):
+        what = error.strerror or str(error) or type(error).__name__
+        if error.filename is None:
+            return what
+        where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")
+        return f"{what}: {where}"
+    return None

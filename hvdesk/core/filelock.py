@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hvdesk.core.errors import BusyError
+from hvdesk.core.errors import BusyError, HvdeskError
 
 if sys.platform == "win32":  # pragma: no cover - Windows has no flock
     import msvcrt
@@ -68,7 +68,12 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this object")
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.path, flags, 0o600)
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except FileNotFoundError:
+            raise  # the folder is gone: the caller knows what that means
+        except OSError as exc:  # a read-only or full file system, a permission
+            raise HvdeskError(f"cannot lock {self.what} to change it: {exc.strerror} ({self.path})") from None
         if not _try_lock(fd):
             os.close(fd)
             return False

@@ -232,7 +232,7 @@ class Library:
             try:
                 if not lock.try_acquire("removing an abandoned VM"):
                     continue  # its creator is alive
-            except OSError:
+            except (OSError, HvdeskError):  # e.g. a read-only library: leave it for a later start
                 continue
             try:
                 shutil.rmtree(folder)

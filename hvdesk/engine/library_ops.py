@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from hvdesk.core.config import CdDrive, Disk, KernelBoot, VmConfig
-from hvdesk.core.errors import ConfigError, DiskInUseError, NotFoundError, StateError
+from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, NotFoundError, StateError
 from hvdesk.core.iso import Detection, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset
@@ -74,7 +74,10 @@ async def create(manager: Manager, request: CreateRequest) -> Machine:
     staging = library.staging_folder()
     try:
         if request.disk_size:
-            await images.create(staging / NEW_DISK_NAME, request.disk_size)
+            try:
+                await images.create(staging / NEW_DISK_NAME, request.disk_size)
+            except DiskError as exc:  # it is made in the hidden staging folder: name the library instead
+                raise DiskError(f"cannot create the disk of {config.name!r} in {library.root}: {exc.detail}") from None
             config.disks.append(Disk(path=NEW_DISK_NAME, format="qcow2", created=True,
                                      bus=_disk_bus(config, preset(config.os))))
         if config.firmware == "uefi":

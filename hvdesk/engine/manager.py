@@ -27,7 +27,7 @@ from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, Library, VmEntry
 from hvdesk.engine import launch_plan, library_ops, runtime
 from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 from hvdesk.engine.machine import Machine
-from hvdesk.engine.states import EVENT_STATES, VmState, state_from_status
+from hvdesk.engine.states import EVENT_STATES, IO_ERROR, VmState, state_from_status
 from hvdesk.qemu import tpm
 from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
 from hvdesk.qemu.qmp import QmpSession
@@ -170,10 +170,16 @@ class Manager:
         try:
             async with self.qmp(machine) as qmp:
                 status = await qmp.execute("query-status")
-            state, reason = state_from_status(status["status"])
+            state, reason = self._state_of(machine, status["status"])
         except QemuError as exc:
             state, reason = VmState.RUNNING, f"QEMU is not answering: {exc}"
         self._set(machine, state, reason)
+
+    @staticmethod
+    def _state_of(machine: Machine, status: str) -> tuple[VmState, str]:
+        run = machine.run
+        launching = run.started_at if run is not None and not run.paused else None
+        return state_from_status(status, launching_since=launching, now=time.time())
 
     def _note_exit(self, machine: Machine, *, expected: bool) -> None:
         """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up, unless
@@ -210,7 +216,7 @@ class Manager:
             await self._query_status(machine)
             return False
         machine.session = session
-        self._set(machine, *state_from_status(status["status"]))
+        self._set(machine, *self._state_of(machine, status["status"]))
         self._spawn(self._follow(machine, session))
         return True
 
@@ -223,6 +229,11 @@ class Manager:
         if event == "BALLOON_CHANGE":
             machine.balloon = data.get("actual")
             return
+        if event == "BLOCK_IO_ERROR" and data.get("action") == "stop":
+            self._set(machine, VmState.PAUSED, IO_ERROR)
+            return
+        if event == "STOP" and machine.reason == IO_ERROR:
+            return  # the pause BLOCK_IO_ERROR announced: keep its reason
         state = EVENT_STATES.get(event)
         if state is not None and machine.state != VmState.STARTING:
             reason = data.get("reason", "") if event == "SHUTDOWN" else ""
@@ -275,7 +286,7 @@ class Manager:
                 argv, choice = await asyncio.to_thread(launch_plan.plan, machine)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
-            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict())
+            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict(), paused)
             runtime.write_run_info(paths, run)
             previous = machine.state
             self._set(machine, VmState.STARTING)
@@ -385,7 +396,20 @@ class Manager:
         return await self._simple(name, "stop", VmState.PAUSED, (VmState.RUNNING,), "pause")
 
     async def resume(self, name: str) -> Machine:
-        return await self._simple(name, "cont", VmState.RUNNING, (VmState.PAUSED,), "resume")
+        """Let the vCPUs run again. A VM stopped by a disk error retries the failed write at once
+        and stops again if the error persists: then the resume failed, and says why."""
+        async with self.operate(name, "resume", VmState.PAUSED) as machine:
+            after_io_error = machine.reason == IO_ERROR
+            await self.command(machine, "cont")
+            self._set(machine, VmState.RUNNING)
+            for delay in (0.05, 0.1, 0.2) if after_io_error else ():
+                await asyncio.sleep(delay)
+                status = (await self.command(machine, "query-status"))["status"]
+                if status == "io-error":
+                    self._set(machine, VmState.PAUSED, IO_ERROR)
+                    raise StateError(f"{machine.name!r} stopped again at once: the disk error persists "
+                                     "(is the host's disk full? free some space, then resume)")
+            return machine
 
     async def reset(self, name: str) -> Machine:
         return await self._simple(name, "system_reset", None, (VmState.RUNNING, VmState.PAUSED), "reset")
@@ -465,7 +489,7 @@ class Manager:
         flock = FileLock(machine.entry.folder / LOCK_FILE, f"VM {machine.name!r}")
         try:
             return flock if flock.try_acquire("tidying up after QEMU") else None
-        except OSError:
+        except (OSError, HvdeskError):
             return None
 
     def _set(self, machine: Machine, state: VmState, reason: str = "") -> None:

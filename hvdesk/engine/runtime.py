@@ -39,6 +39,7 @@ class RunInfo:
     started_at: float
     argv: list[str]
     config: dict = field(default_factory=dict)  # the settings QEMU was started with
+    paused: bool = False  # started with --paused: it stays in prelaunch on purpose
 
 
 def write_run_info(paths: VmPaths, info: RunInfo) -> None:

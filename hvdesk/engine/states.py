@@ -40,7 +40,21 @@ STATUS_STATES = {
 }
 
 
-def state_from_status(status: str) -> tuple[VmState, str]:
+IO_ERROR = "stopped by a disk I/O error (is the host's disk full?)"
+NEVER_RESUMED = "QEMU was started but never resumed (its start was interrupted)"
+LAUNCH_GRACE = 60.0  # seconds a start may take between launching QEMU and resuming it
+
+
+def state_from_status(status: str, *, launching_since: float | None = None,
+                      now: float = 0.0) -> tuple[VmState, str]:
+    """The state for QMP's query-status. `launching_since`: when a start that will resume the VM
+    launched it (QEMU waits in prelaunch until that start says `cont`)."""
+    if status == "prelaunch" and launching_since is not None:
+        if now - launching_since < LAUNCH_GRACE:
+            return VmState.STARTING, ""
+        return VmState.PAUSED, NEVER_RESUMED
+    if status == "io-error":
+        return VmState.PAUSED, IO_ERROR
     state = STATUS_STATES.get(status)
     if state is None:
         return VmState.PAUSED, f"QEMU reports {status}"

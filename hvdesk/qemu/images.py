@@ -39,11 +39,11 @@ async def _run(*args: str) -> tuple[int, str, str]:
 
 
 def _failure(path: Path, action: str, stderr: str) -> DiskError:
-    message = " ".join(stderr.replace("qemu-img: ", "").split())
+    message = " ".join(stderr.replace("qemu-img: ", "").replace(f"{path}: ", "").split())
     if _LOCKED.search(stderr):
         return DiskInUseError(f"disk image {path} is in use by another process (a running VM?): "
                               "stop it first or choose another image")
-    return DiskError(f"cannot {action} {path}: {message}")
+    return DiskError(f"cannot {action} {path}: {message}", message)
 
 
 async def create(path: Path, size_bytes: int, fmt: str = "qcow2") -> ImageInfo:

@@ -79,8 +79,8 @@ class QmpSession:
         try:
             async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per command
                 return await self._client.execute(command, arguments)
-        except ExecuteError as exc:
-            raise QemuError(f"QEMU refused {command}: {exc.error.desc}") from None
+        except ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
+            raise QemuError(f"QEMU refused {command}: {exc}") from None
         except asyncio.TimeoutError:
             raise QemuError(f"QEMU did not answer {command} within {timeout:.0f} s") from None
         except (QMPError, OSError, EOFError) as exc:

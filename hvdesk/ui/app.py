@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from hvdesk import APP_NAME, __version__
-from hvdesk.core.errors import HvdeskError
+from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
 from hvdesk.engine.install import InstallFlow
 from hvdesk.engine.manager import Manager
@@ -96,6 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with loop:
             return loop.run_until_complete(run_app(app, args.smoke_test, started, args.interval))
-    except HvdeskError as exc:
-        print(f"hvdesk: {exc}", file=sys.stderr)
+    except (HvdeskError, OSError) as exc:
+        print(f"hvdesk: {user_message(exc)}", file=sys.stderr)
         return 1

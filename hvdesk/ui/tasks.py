@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
 
-from hvdesk.core.errors import HvdeskError, QemuError
+from hvdesk.core.errors import QemuError, user_message
 
 log = logging.getLogger(__name__)
 PROGRESS_DELAY_MS = 400  # quick operations never flash a dialog
@@ -78,18 +78,18 @@ class TaskRunner(QObject):
             if on_done is not None:
                 on_done(task.result())
             return
-        if not isinstance(error, HvdeskError):
+        if user_message(error) is None:
             log.error("%s failed", title, exc_info=error)
         show_error(self._parent, title, error)
 
 
 def show_error(parent: QWidget, title: str, error: BaseException) -> QMessageBox:
     """A non-blocking error box: the event loop (and the VMs' state) keep moving behind it."""
-    box = QMessageBox(QMessageBox.Icon.Warning, title, str(error).split("\n--- QEMU log")[0], parent=parent)
+    message = user_message(error)
+    text = message.split("\n--- QEMU log")[0] if message is not None else f"Unexpected error: {error!r}"
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
     if isinstance(error, QemuError) and error.log_tail:
         box.setDetailedText(error.log_tail)
-    elif not isinstance(error, HvdeskError):
-        box.setText(f"Unexpected error: {error!r}")
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +39,48 @@ def kill_our_qemus() -> None:
     for pid in pids:
         if pid is not None and is_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+class SmallDisk:
+    """A real tmpfs of a few MiB, to fill up or make read-only (mount needs root, or sudo -n)."""
+
+    def __init__(self, where: Path, size_kib: int) -> None:
+        self.path = where
+        self._mount("-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(where))
+
+    @staticmethod
+    def _mount(*args: str) -> None:
+        command = ["mount", *args] if os.getuid() == 0 else ["sudo", "-n", "mount", *args]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, f"these tests need to mount a tmpfs (root or sudo): {done.stderr}"
+
+    def fill(self, leave: int = 0) -> None:
+        """Fill it up but for about `leave` bytes."""
+        free = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize
+        with open(self.path / ".filler", "ab") as handle:
+            handle.write(b"\0" * max(free - leave, 0))
+
+    def read_only(self) -> None:
+        self._mount("-o", "remount,ro", str(self.path))
+
+    def remove(self) -> None:
+        command = ["umount", "-l", str(self.path)]
+        subprocess.run(command if os.getuid() == 0 else ["sudo", "-n", *command], capture_output=True)
+
+
+@pytest.fixture
+def small_disk():
+    """Makes SmallDisks (a size in KiB each); unmounts them after the test and its QEMUs."""
+    made: list[SmallDisk] = []
+
+    def make(size_kib: int) -> SmallDisk:
+        disk = SmallDisk(Path(tempfile.mkdtemp(prefix="hvfs-", dir="/tmp")), size_kib)
+        made.append(disk)
+        return disk
+    yield make
+    kill_our_qemus()
+    for disk in made:
+        disk.remove()
 
 
 @pytest.fixture
