@@ -52,12 +52,17 @@ async def cmd_create(manager: Manager, args: argparse.Namespace) -> int:
     machine = await manager.create(CreateRequest(
         name=args.name, os=args.os, memory_mib=args.memory, cpus=args.cpus, disk_size=args.disk,
         attach_disk=args.attach_disk, iso=args.iso, kernel=args.kernel, initrd=args.initrd,
-        append=args.append, firmware=args.firmware, machine=args.machine, notes=args.notes))
+        append=args.append, firmware=args.firmware, machine=args.machine, notes=args.notes,
+        allow_backing=args.allow_backing))
     config = machine.config
     if machine.notice:
         print(machine.notice)
     print(f"Created {config.name!r}: {config.os}, {format_size(config.memory_mib * MIB)}, "
           f"{config.cpus} vCPU{'s' if config.cpus > 1 else ''}, {len(config.disks)} disk(s), in {machine.entry.folder}")
+    for disk in config.disks:
+        if disk.backing:
+            chain = " <- ".join(f"{b.path} ({b.format})" for b in reversed(disk.backing))
+            print(f"  {disk.path} reads from its backing images: {chain} <- {disk.path} ({disk.format})")
     return 0
 
 
@@ -115,6 +120,7 @@ def _format_info(data: dict) -> str:
         size = (f"{format_size(disk['virtual_size'])}, {format_size(disk['actual_size'])} used"
                 if disk["virtual_size"] is not None else disk["error"])
         lines.append(f"Disk:        {disk['path']} ({disk['format']}, {disk['bus']}, {size})")
+        lines += [f"  backed by  {b['path']} ({b['format']})" for b in disk["backing"]]
     if data["cdrom"] is not None:
         lines.append(f"CD:          {data['cdrom']['iso'] or 'empty'}")
     for nic in data["nics"]:

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     disk = p.add_mutually_exclusive_group()
     disk.add_argument("--disk", type=_size, metavar="SIZE", help="new thin qcow2 disk (20G, 512M)")
     disk.add_argument("--attach-disk", type=Path, metavar="PATH", help="use an existing disk image")
+    p.add_argument("--allow-backing", action="store_true",
+                   help="attach the image even though it reads from backing images outside the VM's folder")
     p.add_argument("--iso", type=Path, metavar="PATH", help="CD/DVD image to insert")
     p.add_argument("--kernel", type=Path, metavar="PATH", help="boot this kernel directly")
     p.add_argument("--initrd", type=Path, metavar="PATH", help="initrd for --kernel")

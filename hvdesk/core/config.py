@@ -47,12 +47,23 @@ def random_mac() -> str:
 
 
 @dataclass
+class BackingImage:
+    """One image below a disk in its backing chain, as the person approved it when attaching."""
+
+    path: str  # absolute, or relative to the VM folder
+    format: str
+
+
+@dataclass
 class Disk:
     path: str  # relative to the VM folder, or absolute
     format: str  # as qemu-img detected it; never guessed from the file name
     bus: str = _rule(choices=DISK_BUSES, default="virtio")
     created: bool = True  # made by hvdesk for this VM: deleting the VM deletes it
     readonly: bool = False
+    # The chain below the image, top first, pinned: QEMU opens exactly these, never what the
+    # image's header names later (empty: the image must have no backing image).
+    backing: list[BackingImage] = field(default_factory=list)
 
 
 @dataclass

@@ -8,6 +8,7 @@
      |    +-- BusyError         another hvdesk process is changing the VM (or the library) right now
      +-- DiskError              qemu-img failed, or an image cannot be used
      |    +-- DiskInUseError    another process holds the image's lock
+     |    +-- BackingFileError  an image reads from backing files the person has not approved
      +-- QemuError              QEMU failed to start or stopped answering (carries the log tail)
      +-- ConsoleError           the VNC console failed: refused, closed, or the server sent bad data
 """
@@ -47,6 +48,14 @@ class DiskError(HvdeskError):
 
 class DiskInUseError(DiskError):
     pass
+
+
+class BackingFileError(DiskError):
+    """Carries the chain, so a face can show it and ask before trying again with approval."""
+
+    def __init__(self, message: str, chain: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.chain = chain  # (path, format), the disk's own image first
 
 
 class QemuError(HvdeskError):

@@ -94,7 +94,7 @@ def read_config(folder: Path) -> VmConfig:
 
 
 def raw_disk_paths(folder: Path) -> list[str]:
-    """The disk paths a VM folder's vm.toml names, read leniently: also from a vm.toml too broken
+    """The disk paths (and backing images) a VM folder's vm.toml names, read leniently: also from a vm.toml too broken
     to load as a VM (so a delete elsewhere never removes a disk this one still uses)."""
     try:
         data = tomllib.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -103,7 +103,9 @@ def raw_disk_paths(folder: Path) -> list[str]:
     disks = data.get("disks")
     if not isinstance(disks, list):
         return []
-    return [d["path"] for d in disks if isinstance(d, dict) and isinstance(d.get("path"), str)]
+    images = [d for d in disks if isinstance(d, dict)]
+    images += [b for d in images if isinstance(d.get("backing"), list) for b in d["backing"] if isinstance(b, dict)]
+    return [image["path"] for image in images if isinstance(image.get("path"), str)]
 
 
 def config_stamp(folder: Path) -> int:

@@ -75,7 +75,8 @@ def _accelerator(machine: Machine) -> dict | None:
 
 def _disk(machine: Machine, disk) -> dict:
     return {"path": str(machine.paths.resolve(disk.path)), "format": disk.format, "bus": disk.bus,
-            "created": disk.created, "virtual_size": None, "actual_size": None, "error": None}
+            "created": disk.created, "virtual_size": None, "actual_size": None, "error": None,
+            "backing": [{"path": str(machine.paths.resolve(b.path)), "format": b.format} for b in disk.backing]}
 
 
 async def _add_sizes(entry: dict) -> None:

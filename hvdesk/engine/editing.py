@@ -122,9 +122,11 @@ async def add_new_disk(manager: Manager, name: str, size: int, bus: str = "virti
             raise
 
 
-async def attach_disk(manager: Manager, name: str, path: Path, bus: str = "virtio") -> Machine:
+async def attach_disk(manager: Manager, name: str, path: Path, bus: str = "virtio", *,
+                      allow_backing: bool = False) -> Machine:
     async with manager.operate(name, "attach a disk to", *STOPPED) as machine:
-        disk = dataclasses.replace(await existing_disk(manager, path), bus=bus)
+        disk = await existing_disk(manager, path, folder=machine.entry.folder, allow_backing=allow_backing)
+        disk = dataclasses.replace(disk, bus=bus)
         if any(machine.paths.resolve(d.path) == Path(disk.path) for d in machine.config.disks):
             raise ConfigError(f"{disk.path} is already attached to {machine.name!r}")
         config = dataclasses.replace(machine.config, disks=[*machine.config.disks, disk])

@@ -10,10 +10,10 @@ import shutil
 import signal
 from pathlib import Path
 
-from hvdesk.core.errors import HvdeskError, NotFoundError
+from hvdesk.core.errors import DiskError, HvdeskError, NotFoundError
 from hvdesk.core.paths import cache_dir
 from hvdesk.engine.machine import Machine
-from hvdesk.qemu import accel, binaries, firmware, hostcache
+from hvdesk.qemu import accel, binaries, firmware, hostcache, images
 from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
 from hvdesk.qemu.process import is_alive, read_pid
 
@@ -26,6 +26,26 @@ def plan(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
     choice = accel.choose(machine.config.accel, emulator, cache_dir())
     host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
     return build_argv(machine.config, host, machine.paths), choice
+
+
+async def check_images(machine: Machine) -> None:
+    """No disk image (or image below one) reads data from a file nobody approved: an image can be
+    changed after it was attached. Backing images need no check here, the command line pins them;
+    a qcow2 external data file or VMDK extents cannot be pinned, so they are refused."""
+    paths = machine.paths
+    for disk in machine.config.disks:
+        for fmt, path in [(disk.format, paths.resolve(disk.path)),
+                          *((b.format, paths.resolve(b.path)) for b in disk.backing)]:
+            if fmt == "raw":
+                continue
+            if fmt == "qcow2":
+                data_file = images.qcow2_data_file(path)
+                problem = (f"{path} keeps its data in an external file ({data_file}); hvdesk does not use such "
+                           "images") if data_file is not None else None
+            else:
+                problem = images.unsupported_references(await images.info(path, force_share=True))
+            if problem is not None:
+                raise DiskError(f"cannot start {machine.name!r}: {problem}")
 
 
 def stop_swtpm(paths: VmPaths) -> None:
@@ -49,6 +69,7 @@ def _check_files(machine: Machine) -> None:
     """Every file the VM needs exists: a clear error now beats QEMU's later."""
     config, paths = machine.config, machine.paths
     needed = [("disk image", d.path) for d in config.disks]
+    needed += [("backing image", b.path) for d in config.disks for b in d.backing]
     if config.cdrom is not None and config.cdrom.iso:
         needed.append(("CD image", config.cdrom.iso))
     if config.kernel is not None:

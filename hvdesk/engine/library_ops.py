@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from hvdesk.core.config import CdDrive, Disk, KernelBoot, VmConfig
-from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, NotFoundError, StateError
+from hvdesk.core.config import BackingImage, CdDrive, Disk, KernelBoot, VmConfig
+from hvdesk.core.errors import (BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError,
+                                StateError)
 from hvdesk.core.iso import Detection, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset
@@ -47,6 +48,7 @@ class CreateRequest:
     firmware: str | None = None
     machine: str | None = None
     notes: str = ""
+    allow_backing: bool = False  # the person trusts the attached image's backing images
 
 
 @dataclass
@@ -119,8 +121,8 @@ async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Det
     if not os_preset.virtio:  # no virtio drivers in the installer: devices it knows
         config.nics = [dataclasses.replace(nic, model="e1000") for nic in config.nics]
     if request.attach_disk is not None:
-        config.disks.append(dataclasses.replace(await existing_disk(manager, request.attach_disk),
-                                                bus=_disk_bus(config, os_preset)))
+        disk = await existing_disk(manager, request.attach_disk, allow_backing=request.allow_backing)
+        config.disks.append(dataclasses.replace(disk, bus=_disk_bus(config, os_preset)))
     if request.iso is not None:
         config.cdrom = CdDrive(iso=str(existing_file(request.iso, "ISO image")))
     if request.kernel is not None:
@@ -154,15 +156,34 @@ def existing_file(path: Path, what: str) -> Path:
     return path
 
 
-async def existing_disk(manager: Manager, path: Path) -> Disk:
+async def existing_disk(manager: Manager, path: Path, *, folder: Path | None = None,
+                        allow_backing: bool = False) -> Disk:
+    """An image to attach, as a Disk with its backing chain pinned. Backing images outside the VM's
+    `folder` (all of them, for a VM not created yet) are refused unless `allow_backing`: a crafted
+    image could otherwise show the guest any file of the host through its header."""
     path = existing_file(path, "disk image")
     try:
-        info = await images.info(path)
+        chain = await images.backing_chain(path)
     except DiskInUseError:
         holder = manager.holder_of(path)
         raise DiskInUseError(f"disk image {path} is in use by "
                              f"{f'VM {holder!r}' if holder else 'another process'}; stop it first") from None
-    return Disk(path=str(path), format=info.format, created=False)
+    for layer in chain:
+        if (problem := images.unsupported_references(layer)) is not None:
+            raise DiskError(problem)
+    below = chain[1:]
+    outside = [layer for layer in below if folder is None or folder not in layer.path.parents]
+    if outside and not allow_backing:
+        raise BackingFileError(
+            f"disk image {path} reads from {len(below)} backing image(s) outside the VM's folder, which the "
+            f"guest could read: {describe_chain(chain)}. Attach it only if you trust them "
+            "(command line: --allow-backing)", [(str(layer.path), layer.format) for layer in chain])
+    return Disk(path=str(path), format=chain[0].format, created=False,
+                backing=[BackingImage(str(layer.path), layer.format) for layer in below])
+
+
+def describe_chain(chain: list[images.ImageInfo]) -> str:
+    return " <- ".join(f"{layer.path} ({layer.format})" for layer in reversed(chain))
 
 
 async def delete(manager: Manager, name: str, *, keep_disks: bool = False) -> DeleteResult:

@@ -279,6 +279,7 @@ class Manager:
         """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
         async with self.operate(name, "start", VmState.STOPPED, VmState.ABORTED) as machine:
             config, paths = machine.config, machine.paths
+            await launch_plan.check_images(machine)
             # A first start probes the accelerator and asks QEMU its version: off the event loop then.
             if launch_plan.is_quick(machine):
                 argv, choice = launch_plan.plan(machine)

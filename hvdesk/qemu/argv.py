@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from hvdesk.core.config import VmConfig
+from hvdesk.core.config import Disk, VmConfig
 from hvdesk.qemu.accel import cpu_model
+from hvdesk.qemu.images import COW_FORMATS
 
 BALLOON_ID = "balloon0"
 CD_ID = "cd0"
@@ -173,10 +174,12 @@ def _disks(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     slot = 0
     for n, disk in enumerate(config.disks):
         node = f"disk{n}"
+        yield from _backing_chain(disk, node, paths)
         yield from blockdev(**{"driver": "file", "filename": str(paths.resolve(disk.path)),
                                "node-name": f"{node}-file", "discard": "unmap", "read-only": disk.readonly})
         yield from blockdev(**{"driver": disk.format, "file": f"{node}-file", "node-name": node,
-                               "discard": "unmap", "read-only": disk.readonly})
+                               "discard": "unmap", "read-only": disk.readonly,
+                               **_backing_option(disk.format, f"{node}-b0" if disk.backing else None)})
         bootindex = first_boot + n * 10 if first_boot is not None else None  # later disks boot after
         if disk.bus == "virtio":
             yield from device("virtio-blk-pci", drive=node, id=f"{node}-dev", bootindex=bootindex)
@@ -184,6 +187,24 @@ def _disks(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
             yield from device("ide-hd", drive=node, id=f"{node}-dev", bootindex=bootindex,
                               **storage_slot(config, slot))
             slot += 1
+
+
+def _backing_chain(disk: Disk, node: str, paths: VmPaths) -> Iterator[str]:
+    """The images below a disk, bottom first, each naming the one below it: the chain is pinned,
+    so QEMU opens exactly what was approved, whatever an image's header says later."""
+    for i in reversed(range(len(disk.backing))):
+        layer = disk.backing[i]
+        below = f"{node}-b{i + 1}" if i + 1 < len(disk.backing) else None
+        yield from blockdev(**{"driver": "file", "filename": str(paths.resolve(layer.path)),
+                               "node-name": f"{node}-b{i}-file", "read-only": True})
+        yield from blockdev(**{"driver": layer.format, "file": f"{node}-b{i}-file", "node-name": f"{node}-b{i}",
+                               "read-only": True, **_backing_option(layer.format, below)})
+
+
+def _backing_option(fmt: str, below: str | None) -> dict[str, object]:
+    """`backing` for formats that have one: the node below, or null for none at all (QEMU would
+    otherwise open whatever backing file the image's header names)."""
+    return {"backing": below} if fmt in COW_FORMATS else {}
 
 
 def _cdrom(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:

@@ -5,6 +5,7 @@ Finish, and a failure while creating removes what was made (the engine's create 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import Signal
@@ -21,6 +22,7 @@ from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
 from hvdesk.ui.files import DISK_FILTER, ISO_FILTER, choose_file, file_row
 from hvdesk.ui.icons import app_icon, os_icon
+from hvdesk.ui.backing_prompt import ask_to_allow_backing
 from hvdesk.ui.settings_pages import hint
 from hvdesk.ui.tasks import TaskRunner
 
@@ -251,14 +253,15 @@ class NewVmWizard(QWizard):
             attach_disk=Path(self.disk.path.text().strip()) if self.disk.existing_choice.isChecked() else None,
             iso=Path(iso).expanduser() if iso else None)
 
-    def accept(self) -> None:
+    def accept(self, allow_backing: bool = False) -> None:
         """Finish: create through the engine; the wizard closes only when that worked."""
-        request = self.request()
+        request = dataclasses.replace(self.request(), allow_backing=allow_backing)
         self.setEnabled(False)
 
         def done(machine) -> None:
             self.created.emit(machine.name, self.summary.customize.isChecked(), self.summary.start.isChecked())
             super(NewVmWizard, self).accept()
         task = self.runner.run(self.manager.create(request), title="Cannot create the VM",
-                               progress="Creating the virtual machine…", on_done=done)
+                               progress="Creating the virtual machine…", on_done=done,
+                               on_error=lambda error: ask_to_allow_backing(self, error, lambda: self.accept(True)))
         task.add_done_callback(lambda *_: self.setEnabled(True))

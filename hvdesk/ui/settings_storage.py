@@ -17,6 +17,7 @@ from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.qemu import images
 from hvdesk.ui import prefs
+from hvdesk.ui.backing_prompt import ask_to_allow_backing
 from hvdesk.ui.files import DISK_FILTER, ISO_FILTER, choose_file
 from hvdesk.ui.settings_pages import Page, combo, hint, set_combo
 from hvdesk.ui.tasks import TaskRunner
@@ -142,9 +143,11 @@ class StoragePage(Page):
                                          bus=self.new_bus.currentData()),
                     "Cannot add the disk", "Creating the disk image…")
 
-    def _attach(self, path: Path) -> None:
-        self._after(editing.attach_disk(self.manager, self.machine.name, path, bus=self.new_bus.currentData()),
-                    "Cannot add the disk")
+    def _attach(self, path: Path, allow_backing: bool = False) -> None:
+        work = editing.attach_disk(self.manager, self.machine.name, path, bus=self.new_bus.currentData(),
+                                   allow_backing=allow_backing)
+        self.runner.run(work, title="Cannot add the disk", on_done=lambda *_: self.refresh_disks(),
+                        on_error=lambda error: ask_to_allow_backing(self, error, lambda: self._attach(path, True)))
 
     def _ask_remove(self) -> None:
         row = self.disks.currentRow()

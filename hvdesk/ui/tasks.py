@@ -32,8 +32,10 @@ class TaskRunner(QObject):
         return not self._tasks
 
     def run(self, work: Awaitable[Any], *, title: str, progress: str | None = None,
-            on_done: Callable[[Any], None] | None = None) -> asyncio.Task:
-        """Start `work`; show `progress` if it runs long; on failure tell the user under `title`."""
+            on_done: Callable[[Any], None] | None = None,
+            on_error: Callable[[BaseException], bool] | None = None) -> asyncio.Task:
+        """Start `work`; show `progress` if it runs long; on failure tell the user under `title`,
+        unless `on_error(error)` handles it (returns True)."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         if len(self._tasks) == 1:
@@ -44,7 +46,7 @@ class TaskRunner(QObject):
             timer = QTimer(self, singleShot=True, interval=PROGRESS_DELAY_MS)
             timer.timeout.connect(dialog.show)
             timer.start()
-        task.add_done_callback(lambda t: self._finished(t, title, dialog, timer, on_done))
+        task.add_done_callback(lambda t: self._finished(t, title, dialog, timer, on_done, on_error))
         return task
 
     async def wait_idle(self) -> None:
@@ -62,7 +64,8 @@ class TaskRunner(QObject):
         return dialog
 
     def _finished(self, task: asyncio.Task, title: str, dialog: QProgressDialog | None,
-                  timer: QTimer | None, on_done: Callable[[Any], None] | None) -> None:
+                  timer: QTimer | None, on_done: Callable[[Any], None] | None,
+                  on_error: Callable[[BaseException], bool] | None) -> None:
         self._tasks.discard(task)
         if timer is not None:
             timer.stop()
@@ -77,6 +80,8 @@ class TaskRunner(QObject):
         if error is None:
             if on_done is not None:
                 on_done(task.result())
+            return
+        if on_error is not None and on_error(error):
             return
         if user_message(error) is None:
             log.error("%s failed", title, exc_info=error)
