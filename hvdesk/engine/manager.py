@@ -48,7 +48,6 @@ class Manager:
         self._listeners: list[Listener] = []
         self._event_hooks: list[Callable[[Machine, str, dict], None]] = []
         self._locks: dict[Path, asyncio.Lock] = {}
-        self._held: set[Path] = set()  # VM folders whose file lock this Manager holds now
         self._tasks: set[asyncio.Task] = set()
         self._library_stamp: tuple = ()
 
@@ -146,7 +145,7 @@ class Manager:
 
     # -- reading state from the world ---------------------------------------------------------
 
-    async def _inspect(self, machine: Machine) -> None:
+    async def _inspect(self, machine: Machine, *, owner: bool = False) -> None:
         """Find the VM's state from its runtime dir and QEMU itself (after start-up or for the CLI)."""
         if machine.entry.config is None:
             self._set(machine, VmState.INACCESSIBLE, machine.entry.error)
@@ -164,7 +163,7 @@ class Manager:
         if run is not None and run.pid == 0 and time.time() - run.started_at < 60:
             self._set(machine, VmState.STARTING)  # another hvdesk is launching it right now
             return
-        self._note_exit(machine, expected=False)
+        self._note_exit(machine, expected=False, owner=owner)
 
     async def _query_status(self, machine: Machine) -> None:
         try:
@@ -181,13 +180,16 @@ class Manager:
         launching = run.started_at if run is not None and not run.paused else None
         return state_from_status(status, launching_since=launching, now=time.time())
 
-    def _note_exit(self, machine: Machine, *, expected: bool) -> None:
-        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up, unless
-        another process holds the VM (it may be starting it: its files are not ours to remove)."""
+    def _note_exit(self, machine: Machine, *, expected: bool, owner: bool = False) -> None:
+        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up. Only the
+        operation that holds the VM (`owner`) or, when nobody holds it, whoever can take its lock
+        tidies: a start under way elsewhere (in this process or another) has files that are not
+        ours to remove."""
         paths = machine.paths
-        held = machine.entry.folder in self._held
-        flock = None if held else self._try_hold(machine)
-        if held or flock is not None:
+        flock = None
+        if not owner and not self.lock(machine).locked():
+            flock = self._try_hold(machine)
+        if owner or flock is not None:
             try:
                 if runtime.left_behind(paths) and not expected:
                     pid = runtime.read_pid(paths.pidfile)
@@ -321,7 +323,7 @@ class Manager:
             await session.close()
             machine.expect_exit = True
             await terminate(machine.pid)
-            self._note_exit(machine, expected=True)
+            self._note_exit(machine, expected=True, owner=True)
             raise QemuError(f"{machine.name}: QEMU started but its control socket failed ({exc})",
                             log_tail(paths.qemu_log)) from None
         if self.watch:
@@ -390,8 +392,9 @@ class Manager:
         await self._settle_exit(machine, expected=True)
 
     async def _settle_exit(self, machine: Machine, *, expected: bool) -> None:
+        """The end of a stop, whose operation holds the VM."""
         await self._drop_session(machine)
-        self._note_exit(machine, expected=expected)
+        self._note_exit(machine, expected=expected, owner=True)
 
     async def pause(self, name: str) -> Machine:
         return await self._simple(name, "stop", VmState.PAUSED, (VmState.RUNNING,), "pause")
@@ -425,11 +428,12 @@ class Manager:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def refresh_state(self, machine: Machine) -> None:
-        """Without a watcher, state may be stale: look again before acting."""
+    async def refresh_state(self, machine: Machine, *, owner: bool = False) -> None:
+        """Without a watcher, state may be stale: look again before acting. `owner`: the caller
+        holds the VM (operate), so it may tidy what a dead QEMU left."""
         if not (self.watch and machine.session is not None):
             machine.entry = self.library.reload_if_changed(machine.entry)
-            await self._inspect(machine)
+            await self._inspect(machine, owner=owner)
 
     @contextlib.asynccontextmanager
     async def qmp(self, machine: Machine) -> AsyncIterator[QmpSession]:
@@ -467,11 +471,9 @@ class Manager:
                 await flock.acquire(doing)
             except FileNotFoundError:
                 raise NotFoundError(f"VM {machine.name!r} was deleted or renamed meanwhile") from None
-            self._held.add(folder)
             try:
                 yield machine
             finally:
-                self._held.discard(folder)
                 flock.release()
 
     @contextlib.asynccontextmanager
@@ -480,7 +482,7 @@ class Manager:
         state (another process may have changed it while we waited), and check `allowed`."""
         machine = self.get(name)
         async with self.exclusive(machine, action):
-            await self.refresh_state(machine)
+            await self.refresh_state(machine, owner=True)
             if allowed:
                 machine.require(*allowed, action=action)
             yield machine

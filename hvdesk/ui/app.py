@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication
 from hvdesk import APP_NAME, __version__
 from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
+from hvdesk.engine.boot_watch import BootWatch
 from hvdesk.engine.install import InstallFlow
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
@@ -58,9 +59,10 @@ async def run_app(app: QApplication, smoke_test: bool, started: float, interval:
     manager = Manager(watch=True)
     await manager.open()
     InstallFlow(manager)  # carries VMs from their installer ISO to their installed disk
+    boot_watch = BootWatch(manager)  # a VM stuck under a hardware accelerator gets a notice
     monitor = Monitor(manager, interval=interval)
     monitor.start()
-    window = MainWindow(manager, monitor)
+    window = MainWindow(manager, monitor, boot_watch=boot_watch)
     if smoke_test:
         window.installEventFilter(_QuitAfterFirstPaint(window, started))
     window.show()

@@ -4,6 +4,7 @@ same data `hvdesk info` prints (engine.describe)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import html
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -72,6 +73,7 @@ class DetailsPane(QScrollArea):
     """Shows one machine; `show_log_requested` asks the window to open its log."""
 
     show_log_requested = Signal()
+    restart_under_tcg_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,6 +82,7 @@ class DetailsPane(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # text wraps instead
         self._machine: Machine | None = None
         self._sizes_task: asyncio.Task | None = None
+        self.is_stalled: Callable[[Machine], bool] = lambda _machine: False  # set by the window
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(16, 14, 16, 14)
@@ -136,8 +139,12 @@ class DetailsPane(QScrollArea):
         self._banner_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._log_button = QPushButton(action_icon("log"), "Show Log")
         self._log_button.clicked.connect(self.show_log_requested)
+        self.tcg_button = QPushButton(action_icon("start"), "Restart under TCG")
+        self.tcg_button.setToolTip("Turn the VM off and start it again with software emulation")
+        self.tcg_button.clicked.connect(self.restart_under_tcg_requested)
         row.addWidget(self._banner_text, 1)
         row.addWidget(self._log_button)
+        row.addWidget(self.tcg_button)
         self._banner.hide()
         return self._banner
 
@@ -207,7 +214,10 @@ class DetailsPane(QScrollArea):
         self._state_icon.setPixmap(state_icon(machine.state).pixmap(16, 16))
         self._state.setText(state_text(machine))
         banner = ""
-        if machine.state == VmState.ABORTED:
+        stalled = self.is_stalled(machine)
+        if stalled:
+            banner = f"<b>This VM seems stuck.</b> {html.escape(machine.notice)}"
+        elif machine.state == VmState.ABORTED:
             banner = f"<b>The VM stopped unexpectedly.</b> {_breakable(machine.reason)}"
         elif machine.state == VmState.INACCESSIBLE:
             banner = f"<b>This VM's settings cannot be read.</b> {_breakable(machine.reason)}"
@@ -220,6 +230,7 @@ class DetailsPane(QScrollArea):
             banner = html.escape(machine.notice)
         self._banner_text.setText(banner)
         self._log_button.setVisible(machine.state == VmState.ABORTED)
+        self.tcg_button.setVisible(stalled)
         self._banner.setVisible(bool(banner))
         self.preview.show_machine(machine)
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QLabel, QLineEdit, QMainWindow, QMenu, QMessageBo
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from hvdesk import __version__
+from hvdesk.engine.boot_watch import BootWatch, restart_under_tcg
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
@@ -69,9 +70,10 @@ ACTIONS = (
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, manager: Manager, monitor: Monitor, *, accel_text: str = "") -> None:
+    def __init__(self, manager: Manager, monitor: Monitor, *, accel_text: str = "",
+                 boot_watch: BootWatch | None = None) -> None:
         super().__init__()
-        self.manager, self.monitor = manager, monitor
+        self.manager, self.monitor, self.boot_watch = manager, monitor, boot_watch
         self.prefs = prefs.Prefs()
         self.runner = TaskRunner(self)
         self._log_viewers: dict[str, LogViewer] = {}
@@ -130,6 +132,9 @@ class MainWindow(QMainWindow):
 
         self.details = DetailsPane()
         self.details.show_log_requested.connect(self.show_log)
+        if self.boot_watch is not None:
+            self.details.is_stalled = self.boot_watch.is_stalled
+            self.details.restart_under_tcg_requested.connect(self.restart_under_tcg)
         self.welcome = WelcomePage()
         self.welcome.create_requested.connect(self.new_vm)
         self.performance = PerformancePane(self.monitor)
@@ -338,6 +343,12 @@ class MainWindow(QMainWindow):
             self.overview.finished.connect(lambda *_: setattr(self, "overview", None))
         self.overview.show()
         self.overview.raise_()
+
+    def restart_under_tcg(self) -> None:
+        machine = self.selected()
+        if machine is not None:
+            self.runner.run(restart_under_tcg(self.manager, machine.name), title="Cannot restart under TCG",
+                            progress=f"Restarting {machine.name} under TCG…")
 
     def show_log(self) -> None:
         machine = self.selected()

@@ -65,13 +65,14 @@ def open_window(hv_home, run, qapp):
     """Opens main windows (as app restarts would); closes them and checks nothing leaked."""
     made: list[tuple[MainWindow, Manager, Monitor]] = []
 
-    def open_window(poll_interval: float = 0.2, sample_interval: float = 0.5) -> MainWindow:
+    def open_window(poll_interval: float = 0.2, sample_interval: float = 0.5, boot_watch=None) -> MainWindow:
+        """`boot_watch(manager)` makes the window's BootWatch, when the test wants one."""
         manager = Manager(watch=True, poll_interval=poll_interval)
         run(manager.open())
         InstallFlow(manager)  # as the app does
         monitor = Monitor(manager, interval=sample_interval)
         run(_started(monitor))
-        window = MainWindow(manager, monitor)
+        window = MainWindow(manager, monitor, boot_watch=boot_watch(manager) if boot_watch else None)
         window.show()
         made.append((window, manager, monitor))
         return window
