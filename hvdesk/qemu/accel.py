@@ -1,9 +1,11 @@
 """Choosing the accelerator a VM runs under.
 
-`auto` takes the host's hardware accelerator (kvm, hvf, whpx) only after a real guest ran under
-it: a few bytes of firmware that write to QEMU's debug-exit port, run with the CPU model we would
-use (`-cpu host`). An accelerator that opens but cannot run guests (e.g. KVM on nested PVM, where
-`-cpu host` aborts with "failed to set MSR") fails that probe, and the VM gets TCG with the reason.
+`auto` takes the host's hardware accelerator (kvm, hvf, whpx) only after a test guest ran under it,
+with the CPU model we would use, correctly and faster than under TCG. The guest (probe_firmware) does what
+an OS's early boot does: real mode to long mode with paging, an MSR write, CPUID, tens of MiB of fresh
+memory, a computation. Its long-mode part is timed under TCG first; the hardware run gets no more time than
+that. So KVM on nested PVM fails whichever way it breaks: `-cpu host` aborts ("failed to set MSR"), or the
+guest reaches long mode and then crawls, as a Linux kernel does there in its decompressor.
 Results are cached per QEMU binary and host kernel (hostcache), so the probe runs once, not per start.
 """
 
@@ -13,17 +15,19 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from hvdesk.core.errors import ConfigError
-from hvdesk.qemu import hostcache
+from hvdesk.qemu import hostcache, probe_firmware
 
 HARDWARE_ACCEL = {"linux": "kvm", "darwin": "hvf", "win32": "whpx"}
 ACCEL_NAMES = {"kvm": "KVM", "hvf": "Hypervisor.framework", "whpx": "Windows Hypervisor Platform", "tcg": "TCG"}
-PROBE_EXIT = 0x2A  # written by the probe firmware; QEMU exits with (value << 1) | 1
-PROBE_TIMEOUT = 10.0
+PROBE_TOPIC = "probe-longmode"  # hostcache key: results of the older real-mode-only probe are not reused
+PROBE_TIMEOUT = 10.0  # for QEMU to reach long mode; and for the long-mode part where there is no TCG time
+POLL_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -88,42 +92,101 @@ def is_quick(requested: str, emulator: Path, cache_dir: Path | None, platform_na
     candidate = HARDWARE_ACCEL.get(platform_name)
     if (env and env != "auto") or requested != "auto" or candidate is None:
         return True
-    return hostcache.known(cache_dir, hostcache.binary_key(emulator, f"probe-{candidate}"))
+    return hostcache.known(cache_dir, hostcache.binary_key(emulator, f"{PROBE_TOPIC}-{candidate}"))
 
 
 def _cached_probe(emulator: Path, accel: str, cache_dir: Path | None, prober: Prober) -> ProbeResult:
     def run() -> dict:
         result = prober(emulator, accel)
         return {"ok": result.ok, "detail": result.detail}
-    return ProbeResult(**hostcache.remembered(cache_dir, hostcache.binary_key(emulator, f"probe-{accel}"), run))
+    key = hostcache.binary_key(emulator, f"{PROBE_TOPIC}-{accel}")
+    return ProbeResult(**hostcache.remembered(cache_dir, key, run))
 
 
-def probe_firmware() -> bytes:
-    """64 KiB of firmware whose reset vector does `mov al, 0x2a; out 0xf4, al; hlt`."""
-    image = bytearray(b"\xf4" * 65536)
-    code = bytes([0xB0, PROBE_EXIT, 0xE6, 0xF4, 0xF4])
-    image[-16:-16 + len(code)] = code
-    return bytes(image)
+@dataclass(frozen=True)
+class GuestRun:
+    """One run of the test guest."""
+    ok: bool
+    seconds: float | None  # from its long-mode mark to its end; None if it never got there
+    detail: str  # why it failed
+    too_slow: bool = False  # killed in long mode when its time was up
 
 
 def probe(emulator: Path, accel: str) -> ProbeResult:
-    """Run the probe firmware under `accel`; ok only if it reached the debug-exit port."""
+    """ok if the test guest runs correctly under `accel` and, in long mode, faster than under TCG."""
+    tcg = run_test_guest(emulator, "tcg")
+    limit = tcg.seconds if tcg.ok and tcg.seconds is not None else PROBE_TIMEOUT
+    hardware = run_test_guest(emulator, accel, limit=limit)
+    if hardware.too_slow and tcg.ok:
+        return ProbeResult(False, f"a test guest in long mode ran no faster than under TCG "
+                                  f"(unfinished after {limit:.2f} s, the time TCG took)")
+    if not hardware.ok:
+        return ProbeResult(False, f"a test guest failed ({hardware.detail})")
+    if not tcg.ok:  # e.g. a QEMU built without TCG: nothing to compare with, but it did run correctly
+        return ProbeResult(True, f"test guest {hardware.seconds:.2f} s; under TCG it failed ({tcg.detail})")
+    return ProbeResult(True, f"test guest {hardware.seconds:.2f} s vs {tcg.seconds:.2f} s under TCG")
+
+
+def run_test_guest(emulator: Path, accel: str, limit: float = PROBE_TIMEOUT) -> GuestRun:
+    """Run the probe firmware under `accel` with the CPU model a VM would get. It has PROBE_TIMEOUT to
+    reach long mode, then `limit` seconds to finish; ok only if it wrote EXIT_OK to the debug-exit port."""
     with tempfile.TemporaryDirectory(prefix="hvdesk-probe-") as tmp:
-        firmware = Path(tmp) / "probe.bin"
-        firmware.write_bytes(probe_firmware())
+        firmware, mark, errors = Path(tmp) / "probe.bin", Path(tmp) / "long-mode", Path(tmp) / "stderr"
+        firmware.write_bytes(probe_firmware.image())
         argv = [str(emulator), "-nodefaults", "-no-user-config", "-display", "none", "-machine", "q35",
-                "-accel", accel, "-cpu", cpu_model(accel), "-m", "16", "-bios", str(firmware),
-                "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
+                "-accel", accel, "-cpu", cpu_model(accel), "-m", str(probe_firmware.MEMORY_MIB),
+                "-bios", str(firmware), "-no-reboot", "-debugcon", f"file:{mark}",
+                "-device", f"isa-debug-exit,iobase={probe_firmware.EXIT_PORT:#x},iosize=1"]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return ProbeResult(False, f"a test guest did not finish within {PROBE_TIMEOUT:.0f} s")
+            with errors.open("w") as stderr:
+                qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         except OSError as exc:
-            return ProbeResult(False, f"cannot run {emulator}: {exc.strerror}")
-    if done.returncode == (PROBE_EXIT << 1) | 1:
-        return ProbeResult(True, "a test guest ran")
-    lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+            return GuestRun(False, None, f"cannot run {emulator}: {exc.strerror}")
+        try:
+            status, seconds = _watch(qemu, mark, limit)
+        finally:
+            if qemu.poll() is None:  # interrupted: leave no QEMU behind
+                qemu.kill()
+                qemu.wait()
+        stderr_text = errors.read_text(errors="replace")
+    if status is None and seconds is None:
+        return GuestRun(False, None, f"it did not reach long mode within {PROBE_TIMEOUT:.0f} s")
+    if status is None:
+        return GuestRun(False, seconds, f"it did not finish within {limit:.2f} s in long mode", too_slow=True)
+    if status == probe_firmware.exit_status(probe_firmware.EXIT_OK):
+        return GuestRun(True, seconds, "")
+    why = probe_firmware.failure(status) or _qemu_error(stderr_text, emulator) or f"exit code {status}"
+    return GuestRun(False, seconds, why)
+
+
+def _watch(qemu: subprocess.Popen, mark: Path, limit: float) -> tuple[int | None, float | None]:
+    """Wait for QEMU to exit: (its status, or None once killed at its deadline; seconds since the guest's
+    long-mode mark, or None without one). Polling is portable, and 5 ms is fine against ~0.3 s under TCG."""
+    started, marked = time.monotonic(), None
+    while True:
+        now = time.monotonic()
+        if marked is None and _written(mark):
+            marked = now
+        since_mark = now - marked if marked is not None else None
+        status = qemu.poll()
+        if status is not None:
+            return status, since_mark
+        if now > (marked + limit if marked is not None else started + PROBE_TIMEOUT):
+            qemu.kill()
+            qemu.wait()
+            return None, since_mark
+        time.sleep(POLL_SECONDS)
+
+
+def _written(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _qemu_error(stderr: str, emulator: Path) -> str:
+    """QEMU's first error line (else its first line), without the program name."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     first_error = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "")
-    detail = first_error.removeprefix(f"{emulator}: ").removeprefix(f"{emulator.name}: ")
-    return ProbeResult(False, f"a test guest failed ({detail or f'exit code {done.returncode}'})")
+    return first_error.removeprefix(f"{emulator}: ").removeprefix(f"{emulator.name}: ")

@@ -32,7 +32,7 @@ async def test_auto_accelerator_boots_a_guest(manager, guest_request, tiny_guest
 
 
 def test_probe_runs_a_real_guest():
-    result = accel.probe(binaries.find_emulator(), "tcg")
+    result = accel.run_test_guest(binaries.find_emulator(), "tcg")
     assert result.ok, result.detail
 
 

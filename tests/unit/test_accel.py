@@ -1,4 +1,4 @@
-"""Accelerator choice. The real KVM probe runs in tests/integration/test_host.py; here the prober
+"""Accelerator choice. The real probe runs in tests/integration/test_accel_probe.py; here the prober
 is replaced only where the accelerator cannot exist on this Linux host (hvf on macOS, whpx on
 Windows), and to count how often the cache lets the probe run."""
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hvdesk.core.errors import ConfigError
-from hvdesk.qemu import accel
+from hvdesk.qemu import accel, hostcache
 from hvdesk.qemu.accel import ProbeResult
 
 EMULATOR = Path("/usr/bin/qemu-system-x86_64")
@@ -72,7 +72,11 @@ def test_unknown_platform_gets_tcg():
     assert accel.choose("auto", EMULATOR, None, platform_name="sunos5").name == "tcg"
 
 
-def test_probe_firmware_layout():
-    image = accel.probe_firmware()
-    assert len(image) == 65536
-    assert image[-16:-11] == bytes([0xB0, 0x2A, 0xE6, 0xF4, 0xF4])  # at the reset vector
+def test_results_of_the_old_real_mode_probe_are_not_reused(tmp_path):
+    old_key = hostcache.binary_key(EMULATOR, "probe-hvf")  # what the real-mode-only probe stored
+    hostcache.remembered(tmp_path, old_key, lambda: {"ok": True, "detail": "a test guest ran"})
+    assert not accel.is_quick("auto", EMULATOR, tmp_path, platform_name="darwin")
+    prober = FakeProber(False, "a test guest in long mode ran no faster than under TCG")
+    choice = accel.choose("auto", EMULATOR, tmp_path, platform_name="darwin", prober=prober)
+    assert choice.name == "tcg" and prober.calls == ["hvf"]
+    assert accel.is_quick("auto", EMULATOR, tmp_path, platform_name="darwin")
