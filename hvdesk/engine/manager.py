@@ -207,6 +207,9 @@ class Manager:
 
     async def _attach(self, machine: Machine) -> bool:
         """Hold the VM's event socket open and follow its events. False if another app holds it."""
+        if not machine.paths.qmp_socket.exists():  # its runtime folder was removed under it
+            await self._query_status(machine)
+            return False
         session = QmpSession(f"hvdesk-{machine.name}", on_event=lambda name, data, _t: self._on_event(
             machine, name, data))
         try:
