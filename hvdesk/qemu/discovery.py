@@ -9,6 +9,7 @@ carries the VM's uuid or logs into the VM's folder, and any QEMU that holds one 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +44,38 @@ def qemu_processes(*, fresh: bool = False) -> list[QemuProcess]:
     global _cache
     stamp, found = _cache
     now = time.monotonic()
-    if not fresh and now - stamp < CACHE_SECONDS:
-        return found
+    if fresh or now - stamp >= CACHE_SECONDS:
+        found = _scan_proc() if sys.platform == "linux" else _scan_psutil()
+        _cache = (now, found)
+    return found
+
+
+def _scan_proc() -> list[QemuProcess]:
+    """Linux: each process's 15-character name from /proc, the command line only for QEMUs
+    (~1 ms for a hundred processes; psutil's iteration takes ~10)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm", "rb") as handle:
+                if not handle.read().startswith(b"qemu-system"):
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                args = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if args and args[-1] == b"":
+            args.pop()
+        if args:  # a zombie has no command line
+            found.append(QemuProcess(int(entry.name), tuple(a.decode(errors="surrogateescape") for a in args)))
+    return found
+
+
+def _scan_psutil() -> list[QemuProcess]:
     found = []
     for proc in psutil.process_iter(["name"]):
         try:
-            # Linux truncates names to 15 characters: "qemu-system-x86".
             if not (proc.info["name"] or "").startswith("qemu-system"):
                 continue
             if proc.status() == psutil.STATUS_ZOMBIE:
@@ -56,7 +83,6 @@ def qemu_processes(*, fresh: bool = False) -> list[QemuProcess]:
             found.append(QemuProcess(proc.pid, tuple(proc.cmdline())))
         except psutil.Error:
             continue
-    _cache = (now, found)
     return found
 
 
