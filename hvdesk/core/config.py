@@ -1,20 +1,22 @@
 """The VM configuration: typed, validated, and stored as vm.toml.
 
-Each field is declared once, with its type, default and rule (choices or range) in its metadata;
-loading, checking and saving all read those declarations, so a new option is one line.
+Each field is declared once, with its type, default and rule (choices, range or a check) in its
+metadata; loading, checking and saving all read those declarations, so a new option is one line.
+A vm.toml can come from someone else: every value that reaches QEMU's command line has a rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
-import re
 import types
 import typing
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from hvdesk.core import checks
 from hvdesk.core.errors import ConfigError
 from hvdesk.core.names import validate_name
 
@@ -30,15 +32,19 @@ NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 NET_MODES = ("nat",)
 VGA_MODELS = ("std", "virtio", "none")
 PROTOCOLS = ("tcp", "udp")
+# Image formats as qemu-img names them, which become -blockdev drivers: never a protocol or
+# pseudo-format (vvfat, nbd, ssh, http...) that would reach beyond the image file.
+DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "parallels", "bochs", "cloop", "dmg")
 MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB: far beyond any desktop host, catches unit mistakes
 MAX_CPUS = 255  # QEMU's x86 limit without an IOMMU for x2APIC
 
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def _rule(*, choices: tuple[str, ...] = (), low: int | None = None, high: int | None = None,
-          pattern: re.Pattern[str] | None = None, **kw: Any) -> Any:
-    return field(metadata={"choices": choices, "low": low, "high": high, "pattern": pattern}, **kw)
+          check: Callable[[Any], None] | None = None, **kw: Any) -> Any:
+    """A field with its rule: one of `choices`, within `low`..`high`, or passing `check` (which
+    raises ValueError saying what is wrong with the value)."""
+    return field(metadata={"choices": choices, "low": low, "high": high, "check": check}, **kw)
 
 
 def random_mac() -> str:
@@ -56,8 +62,8 @@ class BackingImage:
 
 @dataclass
 class Disk:
-    path: str  # relative to the VM folder, or absolute
-    format: str  # as qemu-img detected it; never guessed from the file name
+    path: str = _rule(check=checks.path)  # relative to the VM folder, or absolute
+    format: str = _rule(choices=DISK_FORMATS)  # as qemu-img detected it; never guessed from the file name
     bus: str = _rule(choices=DISK_BUSES, default="virtio")
     created: bool = True  # made by hvdesk for this VM: deleting the VM deletes it
     readonly: bool = False
@@ -68,7 +74,7 @@ class Disk:
 
 @dataclass
 class CdDrive:
-    iso: str = ""  # empty: no media in the drive
+    iso: str = _rule(check=checks.optional_path, default="")  # empty: no media in the drive
     bus: str = _rule(choices=CD_BUSES, default="sata")
 
 
@@ -77,14 +83,14 @@ class PortForward:
     protocol: str = _rule(choices=PROTOCOLS, default="tcp")
     host_port: int = _rule(low=1, high=65535, default=2222)
     guest_port: int = _rule(low=1, high=65535, default=22)
-    host_address: str = "127.0.0.1"
+    host_address: str = _rule(check=checks.ipv4_address, default="127.0.0.1")
 
 
 @dataclass
 class Nic:
     mode: str = _rule(choices=NET_MODES, default="nat")
     model: str = _rule(choices=NIC_MODELS, default="virtio")
-    mac: str = _rule(pattern=_MAC, default_factory=random_mac)
+    mac: str = _rule(check=checks.mac_address, default_factory=random_mac)
     forwards: list[PortForward] = field(default_factory=list)
 
 
@@ -104,16 +110,16 @@ class Balloon:
 
 @dataclass
 class KernelBoot:
-    kernel: str
-    initrd: str = ""
-    append: str = ""
+    kernel: str = _rule(check=checks.path)
+    initrd: str = _rule(check=checks.optional_path, default="")
+    append: str = _rule(check=checks.text, default="")  # one argv element: spaces and commas are fine
 
 
 @dataclass
 class VmConfig:
     name: str
-    uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
-    os: str = "other"
+    uuid: str = _rule(check=checks.canonical_uuid, default_factory=lambda: str(uuidlib.uuid4()))
+    os: str = _rule(check=checks.os_id, default="other")
     memory_mib: int = _rule(low=16, high=MAX_MEMORY_MIB, default=1024)
     cpus: int = _rule(low=1, high=MAX_CPUS, default=1)
     firmware: str = _rule(choices=FIRMWARES, default="bios")
@@ -134,17 +140,11 @@ class VmConfig:
         """Check every field's rule and the rules between fields; raise ConfigError naming the field."""
         _check_fields(self, "")
         validate_name(self.name)
-        try:
-            uuidlib.UUID(self.uuid)
-        except ValueError:
-            raise ConfigError(f"uuid: {self.uuid!r} is not a UUID") from None
         for device in self.boot_order:
             if device not in BOOT_DEVICES:
                 raise ConfigError(f"boot_order: unknown device {device!r} (use {', '.join(BOOT_DEVICES)})")
         if len(set(self.boot_order)) != len(self.boot_order):
             raise ConfigError("boot_order: a device is listed twice")
-        if self.kernel is not None and not self.kernel.kernel:
-            raise ConfigError("kernel.kernel: a direct kernel boot needs the kernel's path")
         if self.machine == "pc" and any(d.bus == "sata" for d in self.disks):
             raise ConfigError("disks: the pc machine has no SATA controller; use virtio or ide")
         if self.machine == "pc" and self.cdrom is not None and self.cdrom.bus == "sata":
@@ -185,7 +185,7 @@ def _load(cls: type, data: Any, prefix: str) -> Any:
     """Build dataclass `cls` from plain data, checking every value's type against the declaration."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'file'}: expected a table")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -199,6 +199,11 @@ def _load(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def _convert(kind: Any, value: Any, where: str) -> Any:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (types.UnionType, typing.Union):  # "X | None": None is written by leaving the key out
@@ -210,22 +215,34 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
     if dataclasses.is_dataclass(kind):
         return _load(kind, value, where + ".")
-    # bool is an int in Python; a config that says `cpus = true` is still wrong.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {kind.__name__}, found {type(value).__name__} {value!r}")
+    _check_type(kind, value, where)
     return value
 
 
+def _check_type(kind: Any, value: Any, where: str) -> None:
+    # bool is an int in Python; a config that says `cpus = true` is still wrong.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, found {type(value).__name__} {value!r}")
+
+
 def _check_fields(obj: Any, prefix: str) -> None:
+    """Every field's type and rule, recursively; configs built in code (the settings dialog, the
+    CLI) pass here as well as loaded ones, so a rule is never skipped."""
+    hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
-        value, where = getattr(obj, f.name), _where(prefix, f.name)
+        value, where, kind = getattr(obj, f.name), _where(prefix, f.name), hints[f.name]
+        if kind in (str, int, bool):
+            _check_type(kind, value, where)
         rule = f.metadata
         if rule.get("choices") and value not in rule["choices"]:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(rule['choices'])}")
         if rule.get("low") is not None and not rule["low"] <= value <= rule["high"]:
             raise ConfigError(f"{where}: {value} is out of range ({rule['low']}–{rule['high']})")
-        if rule.get("pattern") is not None and not rule["pattern"].match(value):
-            raise ConfigError(f"{where}: {value!r} is not valid")
+        if rule.get("check") is not None:
+            try:
+                rule["check"](value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         items = value if isinstance(value, list) else [value]
         for i, item in enumerate(items):
             if dataclasses.is_dataclass(item):

@@ -1,3 +1,4 @@
+import re
 import tomllib
 
 import pytest
@@ -5,6 +6,7 @@ import tomli_w
 
 from hvdesk.core.config import SCHEMA_VERSION, Disk, KernelBoot, Nic, PortForward, VmConfig
 from hvdesk.core.errors import ConfigError
+from hvdesk.core.storage import read_config
 
 
 def full_config() -> VmConfig:
@@ -50,7 +52,7 @@ def test_optional_sections_are_left_out_of_toml():
     ({"colour": "red"}, "colour: unknown setting"),
     ({"disks": [{"path": "a.qcow2"}]}, r"disks\[0\].format: missing"),
     ({"disks": [{"path": "a", "format": "raw", "bus": "scsi"}]}, r"disks\[0\].bus: 'scsi' is not one of"),
-    ({"nics": [{"mac": "zz:zz"}]}, r"nics\[0\].mac: 'zz:zz' is not valid"),
+    ({"nics": [{"mac": "zz:zz"}]}, r"nics\[0\].mac: 'zz:zz' is not a MAC address"),
     ({"nics": [{"forwards": [{"host_port": 70000}]}]}, r"nics\[0\].forwards\[0\].host_port: 70000 is out of range"),
     ({"display": "vnc"}, "display: expected a table"),
     ({"machine": "pc", "disks": [{"path": "a", "format": "raw", "bus": "sata"}]}, "pc machine has no SATA"),
@@ -64,3 +66,86 @@ def test_invalid_config_names_the_field(change, message):
         del data["schema"]
     with pytest.raises(ConfigError, match=message):
         VmConfig.from_dict(data)
+
+
+# The vm.toml of issue 9, finding 1: QEMU would run `touch /tmp/PWNED` when the guest connects.
+PWNED_ADDRESS = "127.0.0.1:2298-:22,guestfwd=tcp:10.0.2.100:1234-cmd:touch /tmp/PWNED,hostfwd=tcp:127.0.0.1"
+PWNED_TOML = f"""schema = 1
+name = "shared"
+
+[[nics]]
+mac = "52:54:00:12:34:56"
+
+[[nics.forwards]]
+host_port = 2222
+guest_port = 22
+host_address = "{PWNED_ADDRESS}"
+"""
+
+
+def test_port_forward_injection_is_refused_on_load(tmp_path):
+    (tmp_path / "vm.toml").write_text(PWNED_TOML)
+    with pytest.raises(ConfigError) as info:
+        read_config(tmp_path)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'vm.toml'}: nics[0].forwards[0].host_address: {PWNED_ADDRESS!r} is not an IPv4 address")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("address, message", [
+    ("", "'' is not an IPv4 address"),
+    ("localhost", "is not an IPv4 address"),
+    ("127.0.0.1 ", "is not an IPv4 address"),
+    ("127.0.0.1\n", "is not an IPv4 address"),
+    ("127.0.0.01", "is not an IPv4 address"),
+    ("256.0.0.1", "is not an IPv4 address"),
+    ("::1", "QEMU's port forwarding takes IPv4 addresses only"),
+    ("[::1]", "is not an IPv4 address"),
+])
+def test_forward_address_must_be_ipv4(address, message):
+    data = VmConfig(name="x").to_dict()
+    data["nics"][0]["forwards"] = [{"host_address": address}]
+    with pytest.raises(ConfigError, match=rf"^nics\[0\]\.forwards\[0\]\.host_address: .*{re.escape(message)}"):
+        VmConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "192.168.1.20"])
+def test_forward_address_accepts_ipv4(address):
+    data = VmConfig(name="x").to_dict()
+    data["nics"][0]["forwards"] = [{"host_address": address}]
+    assert VmConfig.from_dict(data).nics[0].forwards[0].host_address == address
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"nics": [{"mac": "52:54:00:12:34:56\n"}]}, r"nics\[0\].mac: '52:54:00:12:34:56\\n' is not a MAC address"),
+    ({"nics": [{"mac": "52:54:00:12:34:56,id=x"}]}, r"nics\[0\].mac: .* is not a MAC address"),
+    ({"nics": [{"mac": "53:54:00:12:34:56"}]}, r"nics\[0\].mac: .* multicast"),
+    ({"uuid": "6F1C2A50-0000-4000-8000-00000000C0DE"}, "uuid: .* not in canonical form"),
+    ({"uuid": "{6f1c2a50-0000-4000-8000-00000000c0de}"}, "uuid: .* not in canonical form"),
+    ({"uuid": "6f1c2a50000040008000 00000000c0de"}, "uuid: .* not a UUID"),
+    ({"uuid": "6f1c2a50-0000-4000-8000-00000000c0de\n"}, "uuid: .* not a UUID"),
+    ({"os": "debian12,evil"}, "os: 'debian12,evil' is not an OS id"),
+    ({"os": "debian12\n"}, "os: .* is not an OS id"),
+    ({"disks": [{"path": "a.qcow2", "format": "vvfat"}]}, r"disks\[0\].format: 'vvfat' is not one of raw, qcow2"),
+    ({"disks": [{"path": "a.qcow2", "format": "nbd"}]}, r"disks\[0\].format: 'nbd' is not one of"),
+    ({"disks": [{"path": "", "format": "raw"}]}, r"disks\[0\].path: the path is empty"),
+    ({"disks": [{"path": "a\0b", "format": "raw"}]}, r"disks\[0\].path: 'a\\x00b' contains a NUL"),
+    ({"disks": [{"path": "a\nb", "format": "raw"}]}, r"disks\[0\].path: 'a\\nb' contains a line break"),
+    ({"cdrom": {"iso": "x.iso\r"}}, r"cdrom.iso: 'x.iso\\r' contains a line break"),
+    ({"kernel": {"kernel": "/k", "append": "quiet\0init=/bin/sh"}}, r"kernel.append: .* contains a NUL"),
+    ({"kernel": {"kernel": "/k", "initrd": "/i\n"}}, r"kernel.initrd: .* contains a line break"),
+    ({"kernel": {"kernel": ""}}, r"kernel.kernel: the path is empty"),
+])
+def test_values_that_reach_qemu_are_checked(change, message):
+    data = VmConfig(name="x").to_dict()
+    data.update(change)
+    with pytest.raises(ConfigError, match=message):
+        VmConfig.from_dict(data)
+
+
+def test_checks_run_on_configs_built_in_code_too():
+    config = VmConfig(name="x", nics=[Nic(forwards=[PortForward(host_address=PWNED_ADDRESS)])])
+    with pytest.raises(ConfigError, match=r"nics\[0\]\.forwards\[0\]\.host_address"):
+        config.validate()
+    with pytest.raises(ConfigError, match=r"nics\[0\]\.forwards\[0\]\.host_port: expected int, found str"):
+        VmConfig(name="x", nics=[Nic(forwards=[PortForward(host_port="22")])]).validate()
