@@ -1,13 +1,17 @@
 """VmConfig -> QEMU command line: a pure function, one small builder per kind of device.
 
-Paths go into -blockdev as JSON (no escaping to get wrong); option strings that carry a path
-double its commas, QEMU's own escape. Device ids are stable, because QMP commands name them:
-`cd0` (the CD drive), `balloon0`, `disk<N>`, `nic<N>`.
+Paths go into -blockdev as JSON (no escaping to get wrong). Every other option string is built by
+`opts`: a fixed head word, then key=value pairs whose values have their commas doubled, QEMU's own
+escape, so no value can end its option early and add another. A value is never the first, unnamed
+element (`-name guest=`, `-vnc vnc=`): there QEMU reads an '=' as the end of a key, with no escape.
+Device ids are stable, because QMP commands name them: `cd0` (the CD drive), `balloon0`,
+`disk<N>`, `nic<N>`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -83,9 +87,28 @@ class HostSetup:
 Builder = Callable[[VmConfig, HostSetup, VmPaths], Iterator[str]]
 
 
+_HEAD = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def esc(value: object) -> str:
     """Escape a value for QEMU's key=value option syntax."""
     return str(value).replace(",", ",,")
+
+
+def opts(head: str | None, **props: object) -> str:
+    """`head,key=value,...` in QEMU's option syntax. `head` is a word hvdesk chooses (a backend,
+    driver or machine type); values are escaped; None leaves a key out; booleans are on/off;
+    `_` in a key is `-`."""
+    if head is not None and not _HEAD.fullmatch(head):
+        raise ValueError(f"option head {head!r} is not a plain word")
+    parts = [head] if head is not None else []
+    for key, value in props.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        parts.append(f"{key.replace('_', '-')}={esc(value)}")
+    return ",".join(parts)
 
 
 def blockdev(**options: object) -> list[str]:
@@ -93,14 +116,7 @@ def blockdev(**options: object) -> list[str]:
 
 
 def device(driver: str, **props: object) -> list[str]:
-    parts = [driver]
-    for key, value in props.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "on" if value else "off"
-        parts.append(f"{key.replace('_', '-')}={esc(value)}")
-    return ["-device", ",".join(parts)]
+    return ["-device", opts(driver, **props)]
 
 
 def boot_indexes(config: VmConfig) -> dict[str, int]:
@@ -116,16 +132,14 @@ def storage_slot(config: VmConfig, slot: int) -> dict[str, object]:
 
 
 def _base(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
-    yield from [str(host.emulator), "-name", f"{esc(config.name)},debug-threads=on", "-uuid", config.uuid]
-    yield from ["-nodefaults", "-no-user-config", "-S", "-daemonize", "-msg", "timestamp=on"]
+    yield from [str(host.emulator), "-name", opts(None, guest=config.name, debug_threads=True), "-uuid", config.uuid]
+    yield from ["-nodefaults", "-no-user-config", "-S", "-daemonize", "-msg", opts(None, timestamp=True)]
     yield from ["-pidfile", str(paths.pidfile), "-D", str(paths.qemu_log)]
 
 
 def _machine(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
-    machine = config.machine
-    if config.firmware == "uefi":
-        machine += ",pflash0=fw-code,pflash1=fw-vars"
-    yield from ["-machine", machine, "-accel", host.accel, "-cpu", cpu_model(host.accel)]
+    flash = {"pflash0": "fw-code", "pflash1": "fw-vars"} if config.firmware == "uefi" else {}
+    yield from ["-machine", opts(config.machine, **flash), "-accel", opts(host.accel), "-cpu", cpu_model(host.accel)]
     yield from ["-m", str(config.memory_mib), "-smp", str(config.cpus)]
 
 
@@ -143,12 +157,12 @@ def _firmware(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str
 
 def _monitors(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     for mon_id, sock in (("qmp", paths.qmp_socket), ("ctl", paths.ctl_socket)):
-        yield from ["-chardev", f"socket,id={mon_id},path={esc(sock)},server=on,wait=off"]
-        yield from ["-mon", f"chardev={mon_id},mode=control"]
+        yield from ["-chardev", opts("socket", id=mon_id, path=sock, server=True, wait=False)]
+        yield from ["-mon", opts(None, chardev=mon_id, mode="control")]
 
 
 def _serial(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
-    yield from ["-chardev", f"file,id=serial0,path={esc(paths.serial_log)}", "-serial", "chardev:serial0"]
+    yield from ["-chardev", opts("file", id="serial0", path=paths.serial_log), "-serial", "chardev:serial0"]
 
 
 def _display(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
@@ -157,7 +171,7 @@ def _display(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]
         yield from device(vga, id="video0")
     yield from ["-display", "none"]
     if config.display.vnc and vga:
-        yield from ["-vnc", f"unix:{esc(paths.vnc_socket)}"]
+        yield from ["-vnc", opts(None, vnc=f"unix:{paths.vnc_socket}")]
     if config.display.tablet:
         yield from device("qemu-xhci", id="usb")
         yield from device("usb-tablet", id="tablet0", bus="usb.0")
@@ -226,10 +240,10 @@ def _nics(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     first_boot = boot_indexes(config).get("network")
     models = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
     for n, nic in enumerate(config.nics):
-        netdev = f"user,id=net{n}"
-        for fwd in nic.forwards:
-            netdev += f",hostfwd={fwd.protocol}:{fwd.host_address}:{fwd.host_port}-:{fwd.guest_port}"
-        yield from ["-netdev", netdev]
+        # Each rule is one escaped value; the model has already checked its parts (IPv4, port numbers).
+        rules = [opts(None, hostfwd=f"{fwd.protocol}:{fwd.host_address}:{fwd.host_port}-:{fwd.guest_port}")
+                 for fwd in nic.forwards]
+        yield from ["-netdev", ",".join([opts("user", id=f"net{n}"), *rules])]
         bootindex = first_boot + n * 10 if first_boot is not None else None
         # Without network boot, skip the iPXE option ROM: faster firmware, and no ROM file needed.
         yield from device(models[nic.model], netdev=f"net{n}", id=f"nic{n}", mac=nic.mac, bootindex=bootindex,
@@ -239,8 +253,8 @@ def _nics(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
 def _tpm(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     if not config.tpm:
         return
-    yield from ["-chardev", f"socket,id=tpm0-sock,path={esc(paths.tpm_socket)}"]
-    yield from ["-tpmdev", "emulator,id=tpm0,chardev=tpm0-sock"]
+    yield from ["-chardev", opts("socket", id="tpm0-sock", path=paths.tpm_socket)]
+    yield from ["-tpmdev", opts("emulator", id="tpm0", chardev="tpm0-sock")]
     # CRB is the interface Windows 11 expects on q35; the pc machine has the older TIS.
     yield from device("tpm-crb" if config.machine == "q35" else "tpm-tis", tpmdev="tpm0", id="tpm0-dev")
 
@@ -260,5 +274,9 @@ BUILDERS: tuple[Builder, ...] = (_base, _machine, _firmware, _monitors, _serial,
 
 
 def build_argv(config: VmConfig, host: HostSetup, paths: VmPaths) -> list[str]:
-    """The full QEMU command line for `config`. Pure: same inputs, same list."""
+    """The full QEMU command line for `config`. Pure: same inputs, same list.
+
+    The config is validated again first: one changed in memory since it was loaded meets the same
+    rules before any of it reaches QEMU."""
+    config.validate()
     return [arg for builder in BUILDERS for arg in builder(config, host, paths)]

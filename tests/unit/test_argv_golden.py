@@ -8,6 +8,7 @@ import pytest
 from hvdesk.core.config import (Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward,
                                 VmConfig)
 from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
+from tests.unit.argv_check import check_argv
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "argv"
 UUID = "6f1c2a50-0000-4000-8000-00000000c0de"
@@ -77,3 +78,29 @@ def test_hardware_accel_uses_host_cpu():
 def test_uefi_without_firmware_is_a_programming_error():
     with pytest.raises(ValueError, match="uefi_code"):
         build_argv(CASES["uefi-disks-cd"], HostSetup(Path("/q"), "tcg"), VmPaths(Path("/v"), Path("/r")))
+
+
+# Commas, '=', spaces, quotes and non-ASCII: legal in paths, and each a way to break an option string.
+ODD = "/home/u/my,vms=1 \"quoted\" it's ünï 💾"
+
+
+def odd_paths(config: VmConfig) -> VmPaths:
+    return VmPaths(vm_dir=Path(ODD) / "VMs" / config.name, run_dir=Path("/run/u=1,x 'y'") / config.uuid)
+
+
+def test_odd_paths_keep_every_option_intact():
+    config = vm("odd", firmware="uefi", tpm=True,
+                disks=[Disk(f"{ODD}/a,b=c.qcow2", "qcow2"), Disk("rel,x=1 'q'.img", "raw", bus="sata")],
+                cdrom=CdDrive(iso=f"{ODD}/cd,,=.iso"), boot_order=["disk", "cdrom", "network"],
+                kernel=KernelBoot(f"{ODD}/vmlinuz,=", f"{ODD}/initrd", "console=ttyS0 a=b,c"),
+                nics=[Nic(mac=MAC, forwards=[PortForward("tcp", 2222, 22, "0.0.0.0")])])
+    paths, uefi = odd_paths(config), f"{ODD}/OVMF,=.fd"
+    argv = build_argv(config, HostSetup(Path("/q"), "tcg", uefi_code=Path(uefi)), paths)
+    check_argv(config, paths, argv, uefi)
+
+
+def test_every_golden_case_passes_the_option_check():
+    for config in CASES.values():
+        paths = odd_paths(config)
+        argv = build_argv(config, HostSetup(Path("/q"), "tcg", uefi_code=Path("/fw")), paths)
+        check_argv(config, paths, argv, "/fw")
