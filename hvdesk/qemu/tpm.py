@@ -21,12 +21,39 @@ def find_swtpm() -> Path:
     return Path(found)
 
 
-async def launch(state_dir: Path, socket: Path, pidfile: Path, log: Path) -> int:
-    """Start swtpm for one VM; returns its pid once its socket is ready."""
-    make_private_dir(state_dir)
-    argv = [str(find_swtpm()), "socket", "--tpm2", "--tpmstate", f"dir={state_dir},mode=0600",
+# swtpm splits its option strings at every comma and has no escape for one (src/swtpm/options.c).
+SWTPM_UNSAFE = ","
+STATE_LINK = "tpm-state"
+LOG_LINK = "tpm-logs"
+
+
+def swtpm_argv(swtpm: Path, state_dir: Path, socket: Path, pidfile: Path, log: Path) -> list[str]:
+    """swtpm's command line; a path it cannot take is refused, naming it (see `launch` for how
+    the VM's own folder is kept out of it)."""
+    for path in (state_dir, socket, pidfile, log):
+        if SWTPM_UNSAFE in str(path):
+            raise QemuError(f"the VM's TPM cannot start: swtpm cannot take the path {path} because it contains "
+                            f"{SWTPM_UNSAFE!r} (set HVDESK_RUNTIME_DIR to a folder without one)")
+    return [str(swtpm), "socket", "--tpm2", "--tpmstate", f"dir={state_dir},mode=0600",
             "--ctrl", f"type=unixio,path={socket},mode=0600", "--pid", f"file={pidfile}",
             "--log", f"file={log}", "--daemon", "--terminate"]
+
+
+async def launch(state_dir: Path, socket: Path, pidfile: Path, log: Path) -> int:
+    """Start swtpm for one VM; returns its pid once its socket is ready.
+
+    The VM's folder may have a comma in its path, which swtpm cannot read, so the state and log
+    folders go in through links beside the socket, in the VM's private runtime dir. (Not `--log
+    fd=`: swtpm 0.7 closes its stderr for it, and the control socket then gets fd 2 and is lost.)"""
+    make_private_dir(state_dir)
+    run_dir = socket.parent
+    try:
+        for name, target in ((STATE_LINK, state_dir), (LOG_LINK, log.parent)):
+            (run_dir / name).unlink(missing_ok=True)
+            (run_dir / name).symlink_to(target, target_is_directory=True)
+    except OSError as exc:
+        raise QemuError(f"the VM's TPM cannot start: {exc}") from None
+    argv = swtpm_argv(find_swtpm(), run_dir / STATE_LINK, socket, pidfile, run_dir / LOG_LINK / log.name)
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 start_new_session=True, umask=0o077)
