@@ -9,7 +9,7 @@ import sys
 
 from hvdesk.console import keys
 from hvdesk.core.errors import NotFoundError
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import console, describe
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
@@ -117,7 +117,7 @@ def _format_info(data: dict) -> str:
         f"Boot order:  {', '.join(data['boot_order'])}",
     ]
     for disk in data["disks"]:
-        size = (f"{format_size(disk['virtual_size'])}, {format_size(disk['actual_size'])} used"
+        size = (f"{format_size(disk['virtual_size'])}, {format_approx(disk['actual_size'])} used"
                 if disk["virtual_size"] is not None else disk["error"])
         lines.append(f"Disk:        {disk['path']} ({disk['format']}, {disk['bus']}, {size})")
         lines += [f"  backed by  {b['path']} ({b['format']})" for b in disk["backing"]]
@@ -158,7 +158,7 @@ async def cmd_stats(manager: Manager, args: argparse.Namespace) -> int:
 
 
 def _size(value: float | None) -> str:
-    return format_size(int(value)) if value is not None else "-"
+    return format_approx(int(value)) if value is not None else "-"
 
 
 def _pct(value: float | None) -> str:
@@ -192,8 +192,8 @@ async def cmd_top(manager: Manager, args: argparse.Namespace) -> int:
                          _size(sample.guest_used), _size(sample.disk_read), _size(sample.disk_write)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         print(clear + f"hvdesk top — host CPU {sum(host.cpu_per_core) / len(host.cpu_per_core):.0f}%, memory "
-              f"{format_size(host.memory_used)} used of {format_size(host.memory_total)}, "
-              f"{format_size(host.committed)} given to {len(rows) - 1} running VM(s)")
+              f"{format_approx(host.memory_used)} used of {format_approx(host.memory_total)}, "
+              f"{format_approx(host.committed)} given to {len(rows) - 1} running VM(s)")
         for row in rows:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if len(rows) == 1:

@@ -7,7 +7,7 @@ import re
 from hvdesk.core.errors import ConfigError
 
 MAX_NAME_LENGTH = 64
-_ALLOWED = re.compile(r"^[A-Za-z0-9 ._-]+$")
+_ALLOWED = re.compile(r"[A-Za-z0-9 ._-]+")  # used with fullmatch: `$` would let a final newline through
 # Windows refuses these as file names whatever the extension.
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
@@ -18,8 +18,8 @@ def validate_name(name: str) -> str:
         raise ConfigError("invalid VM name: it is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise ConfigError(f"invalid VM name {name!r}: longer than {MAX_NAME_LENGTH} characters")
-    if not _ALLOWED.match(name):
-        bad = sorted({c for c in name if not _ALLOWED.match(c)})
+    if not _ALLOWED.fullmatch(name):
+        bad = sorted({c for c in name if not _ALLOWED.fullmatch(c)})
         raise ConfigError(
             f"invalid VM name {name!r}: {''.join(bad)!r} not allowed "
             "(use letters, digits, space, '.', '_' and '-')"

@@ -1,37 +1,54 @@
-"""Sizes as people type them ("20G", "512M", "1.5GiB", "1073741824") and as we print them."""
+"""Sizes as people type them ("20G", "512M", "1.5GiB", "4096B") and as we print them."""
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from hvdesk.core.errors import ConfigError
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_UNITS = {"B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+# A number, then nothing (the caller's default unit), B (bytes), or K/M/G/T with an optional B or iB.
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGT])(?:I?B)?|(B))?\s*", re.IGNORECASE | re.ASCII)
 
 
-def parse_size(text: str, *, what: str = "size", default_unit: str = "") -> int:
-    """Bytes from a size string; suffixes are binary (G = GiB) as in qemu-img.
+def parse_size(text: str, *, what: str = "size", default_unit: str = "B") -> int:
+    """Bytes from a size string; suffixes are binary (G = GiB) as in qemu-img, and B is bytes.
 
-    `default_unit` applies to bare numbers, e.g. "M" so that `--memory 512` means MiB.
+    `default_unit` applies to bare numbers only, e.g. "M" so that `--memory 512` means MiB while
+    `--memory 512B` means 512 bytes.
     """
-    match = _SIZE.match(str(text))
+    match = _SIZE.fullmatch(str(text))
     if not match:
         raise ConfigError(
             f"invalid {what} {text!r}: use a number with an optional unit, e.g. 512M, 20G or 1.5T"
         )
-    number, unit = match.groups()
-    unit = unit.upper() or default_unit.upper()
-    value = float(number) * _UNITS[unit]
-    if value != int(value):
+    number, multiple, byte = match.groups()
+    unit = (multiple or byte or default_unit or "B").upper()
+    value = Fraction(number) * _UNITS[unit]  # exact: a float would round sizes past 2**53
+    if value.denominator != 1:
         raise ConfigError(f"invalid {what} {text!r}: not a whole number of bytes")
     return int(value)
 
 
+_BINARY = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+
+
 def format_size(num_bytes: int) -> str:
-    """Short human form: 512 MiB, 20 GiB, 1.5 GiB."""
-    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+    """A size someone chose (memory, a disk's size), exactly: 512 MiB, 20 GiB, 1.5 GiB, and
+    4194303 MiB rather than a "4.0 TiB" it is not. The largest unit that shows it whole or to one
+    exact decimal."""
+    for unit, factor in _BINARY:
+        if num_bytes >= factor and (num_bytes * 10) % factor == 0:
+            value = Fraction(num_bytes, factor)
+            return f"{value.numerator} {unit}" if value.denominator == 1 else f"{float(value):.1f} {unit}"
+    return f"{num_bytes} B"
+
+
+def format_approx(num_bytes: float) -> str:
+    """A measured amount (memory in use, a disk's allocation), to one decimal: 1.3 GiB."""
+    for unit, factor in _BINARY:
         if num_bytes >= factor:
             value = num_bytes / factor
             return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{num_bytes} B"
+    return f"{num_bytes:.0f} B"

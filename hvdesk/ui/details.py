@@ -11,7 +11,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy,
                                QVBoxLayout, QWidget)
 
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import describe, editing
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
@@ -40,7 +40,7 @@ def section_rows(data: dict) -> dict[str, list[tuple[str, str]]]:
     boot = ", ".join({"disk": "Hard disk", "cdrom": "Optical", "network": "Network"}[b] for b in data["boot_order"])
     storage = []
     for n, disk in enumerate(data["disks"]):
-        size = (f", {format_size(disk['virtual_size'])} ({format_size(disk['actual_size'])} used)"
+        size = (f", {format_size(disk['virtual_size'])} ({format_approx(disk['actual_size'])} used)"
                 if disk["virtual_size"] is not None else "")
         storage.append((f"Disk {n} ({disk['bus']})", f"{disk['path']} — {disk['format']}{size}"))
     if data["cdrom"] is not None:

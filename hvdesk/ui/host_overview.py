@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QDialog, QLabel, QVBoxLayout, QWidget
 
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.ui.plots import PALETTE, LivePlot
 
@@ -64,8 +64,8 @@ class HostOverview(QDialog):
         latest = host.latest
         self.summary.setText(
             f"<b>Host</b>: CPU {sum(latest.cpu_per_core) / cores:.0f} % of {cores} cores; memory "
-            f"{format_size(latest.memory_used)} used of {format_size(latest.memory_total)}; "
-            f"{format_size(latest.committed)} given to {len(memory)} running VM(s)")
+            f"{format_approx(latest.memory_used)} used of {format_approx(latest.memory_total)}; "
+            f"{format_approx(latest.committed)} given to {len(memory)} running VM(s)")
 
 
 def _aligned(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:

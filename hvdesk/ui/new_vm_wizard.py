@@ -16,7 +16,7 @@ from hvdesk.core.errors import HvdeskError
 from hvdesk.core.iso import Detection, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset, presets
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine.library_ops import CreateRequest, host_limits
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
@@ -156,7 +156,7 @@ class ResourcesPage(QWizardPage):
         self.memory.setValue(min(chosen.memory_mib, host_mib))
         self.cpus.setValue(min(chosen.cpus, host_cpus))
         self.memory_hint.setText(f"Recommended for {chosen.label}: {chosen.memory_mib} MiB (at least "
-                                 f"{chosen.min_memory_mib} MiB). Up to {format_size(host_mib * 2**20)} available.")
+                                 f"{chosen.min_memory_mib} MiB). Up to {format_approx(host_mib * 2**20)} available.")
         self.cpu_hint.setText(f"Recommended: {chosen.cpus}. Up to {host_cpus} available on this host.")
 
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.monitor.series import VmSeries
@@ -95,7 +95,7 @@ class PerformancePane(QWidget):
 
 def _summary(sample) -> str:
     def size(value):
-        return format_size(int(value)) if value is not None else "not reported"
+        return format_approx(int(value)) if value is not None else "not reported"
     cpu = f"{sample.cpu:.0f} %" if sample.cpu is not None else "—"
     guest = (f"{size(sample.guest_used)} of {size(sample.guest_total)}" if sample.guest_total is not None
              else "not reported (needs the guest's balloon driver)")

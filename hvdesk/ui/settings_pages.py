@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
 from hvdesk.core.config import (FIRMWARES, MACHINES, NIC_MODELS, PROTOCOLS, VGA_MODELS, Nic,
                                 PortForward, VmConfig, random_mac)
 from hvdesk.core.osinfo import presets
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx
 from hvdesk.ui.icons import os_icon
 
 BOOT_LABELS = {"disk": "Hard disk", "cdrom": "Optical", "network": "Network"}
@@ -97,7 +97,7 @@ class SystemPage(Page):
         self.free_pages = QCheckBox("Free page reporting (return freed guest memory to the host)")
         form = QFormLayout(self)
         form.addRow("&Memory:", self.memory)
-        form.addRow("", hint(f"This host has {format_size(host_mib * 1024 * 1024)}."))
+        form.addRow("", hint(f"This host has {format_approx(host_mib * 1024 * 1024)}."))
         form.addRow("&Processors:", self.cpus)
         form.addRow("", hint(f"Up to {host_cpus} on this host."))
         form.addRow("&Firmware:", self.firmware)

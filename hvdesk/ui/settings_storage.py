@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QHBoxLayout, QHea
                                QMessageBox, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout)
 
 from hvdesk.core.config import CD_BUSES, DISK_BUSES, CdDrive, VmConfig
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import editing
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
@@ -120,7 +120,7 @@ class StoragePage(Page):
     async def _fill_size(self, row: int, path: Path) -> None:
         try:
             info = await images.info(path, force_share=True)
-            text = f"{format_size(info.virtual_size)} ({format_size(info.actual_size)} used)"
+            text = f"{format_size(info.virtual_size)} ({format_approx(info.actual_size)} used)"
             if row == self.disks.currentRow():
                 self.grow_to.setMinimum(max(1, -(-info.virtual_size // GIB)))
         except Exception as exc:  # noqa: BLE001 - shown in the table, not raised

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledIt
                                QTreeView, QWidget)
 
 from hvdesk.core.osinfo import presets
-from hvdesk.core.units import format_size
+from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
@@ -99,7 +99,7 @@ class VmListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole and sample is not None:
             if column == CPU:
                 return f"{sample.cpu:.0f}%" if sample.cpu is not None else ""
-            return format_size(sample.rss) if sample.rss is not None else ""
+            return format_approx(sample.rss) if sample.rss is not None else ""
         if role == Qt.ItemDataRole.ToolTipRole and sample is not None:
             return ("CPU of the VM's QEMU process, % of one host core (last minute)" if column == CPU
                     else "Host memory the VM's QEMU process uses (RSS)")

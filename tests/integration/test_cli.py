@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 
-from hvdesk.qemu.process import is_alive
-from tests.integration.conftest import wait_for_serial
+from hvdesk.qemu.process import is_alive, read_pid
+from hvdesk.qemu.qmp import QmpSession
+from tests.integration.conftest import wait_for_serial, wait_until
 
 pytestmark = pytest.mark.qemu
 
@@ -69,6 +72,8 @@ async def test_full_cycle_through_the_cli(cli_home, tiny_guest):
     (["create", "x", "--iso", "/nonexistent.iso"], "ISO image /nonexistent.iso does not exist"),
     (["create", "x", "--memory", "1T"], "more than this host has"),
     (["create", "x", "--attach-disk", "/etc"], "disk image /etc is not a file"),
+    (["create", "x\n"], r"invalid VM name 'x\n': '\n' not allowed"),
+    (["create", "x", "--disk", "1024B"], "disk size 1 KiB is too small (at least 1 MiB)"),
 ])
 def test_user_errors_exit_1_with_one_line(cli_home, args, message):
     done = hv(*args)
@@ -144,3 +149,68 @@ def test_create_from_an_iso_detects_the_os_and_applies_its_preset(cli_home, tmp_
     junk.write_bytes(b"\0" * 65536)
     done = hv("create", "junk", "--iso", str(junk))
     assert done.returncode == 1 and "is not a readable ISO image" in done.stderr
+
+
+def test_sizes_mean_what_they_say(cli_home):
+    done = hv("create", "x", "--memory", "512B")  # 512 bytes, not 512 MiB
+    assert done.returncode == 2 and "memory '512B' is not a whole number of MiB" in done.stderr
+    assert hv("create", "tera", "--disk", "1024", "--memory", "1G").returncode == 0  # bare: GiB
+    assert hv("create", "giga", "--disk", "1024M", "--memory", "256").returncode == 0  # bare: MiB
+    info = {name: json.loads(hv("info", name, "--json").stdout) for name in ("tera", "giga")}
+    assert (info["tera"]["disks"][0]["virtual_size"], info["tera"]["memory_mib"]) == (1024**4, 1024)
+    assert (info["giga"]["disks"][0]["virtual_size"], info["giga"]["memory_mib"]) == (1024**3, 256)
+
+
+def set_in_config(config: Path, **changes) -> None:
+    data = tomllib.loads(config.read_text())
+    data.update(changes)
+    config.write_text(tomli_w.dumps(data))
+
+
+def test_a_shared_vm_toml_cannot_run_host_commands(cli_home, tiny_guest, tmp_path):
+    """Issue 9, finding 1: a port forward's address that smuggles in a guestfwd with cmd:."""
+    marker = tmp_path / "PWNED"
+    address = f"127.0.0.1:2298-:22,guestfwd=tcp:10.0.2.100:1234-cmd:touch {marker},hostfwd=tcp:127.0.0.1"
+    assert hv("create", "shared", *guest_args(tiny_guest)).returncode == 0
+    config = cli_home / "VMs" / "shared" / "vm.toml"
+    nic = {**tomllib.loads(config.read_text())["nics"][0],
+           "forwards": [{"protocol": "tcp", "host_port": 2298, "guest_port": 22, "host_address": address}]}
+    set_in_config(config, nics=[nic])
+
+    (listed,) = json.loads(hv("list", "--json").stdout)
+    assert listed["state"] == "inaccessible"
+    assert listed["reason"].endswith(f"nics[0].forwards[0].host_address: {address!r} is not an IPv4 address "
+                                     "(e.g. 127.0.0.1, or 0.0.0.0 for every interface of the host)")
+    assert "inaccessible (" in hv("list").stdout
+    done = hv("start", "shared")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cannot start 'shared': it is inaccessible" in done.stderr and "host_address" in done.stderr
+    assert not marker.exists()
+    assert not list((cli_home / "VMs" / "shared" / "logs").glob("qemu.log*"))  # QEMU never ran
+
+
+async def test_tpm_vm_starts_from_a_folder_with_a_comma(cli_home, tiny_guest, tmp_path, monkeypatch):
+    """swtpm cannot escape a comma in its options; QEMU's options double it. Both must work."""
+    home = tmp_path / "my,vms=1 'q' ü"
+    home.mkdir()
+    monkeypatch.setenv("HVDESK_HOME", str(home))  # also for kill_our_qemus at the end
+    assert hv("create", "tpm vm", *guest_args(tiny_guest)).returncode == 0
+    folder = home / "VMs" / "tpm vm"
+    set_in_config(folder / "vm.toml", tpm=True)
+    done = hv("start", "tpm vm")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(hv("info", "tpm vm", "--json").stdout)
+    await wait_for_serial(Path(info["serial_log"]), tiny_guest.marker)
+    session = QmpSession("test")
+    await session.connect(Path(info["sockets"]["ctl"]))
+    try:
+        (tpm,) = await session.execute("query-tpm")
+    finally:
+        await session.close()
+    assert (tpm["id"], tpm["model"], tpm["options"]["type"]) == ("tpm0", "tpm-crb", "emulator")
+    assert any((folder / "tpm").iterdir()), "swtpm keeps its state in the VM's folder"
+    swtpm = read_pid(Path(info["sockets"]["ctl"]).with_name("swtpm.pid"))
+    assert is_alive(swtpm)
+    done = hv("stop", "tpm vm", "--force", "--timeout", "0")
+    assert done.returncode == 0, done.stderr
+    await wait_until(lambda: not is_alive(swtpm), 10, "swtpm to end with QEMU")
