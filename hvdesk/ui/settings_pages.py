@@ -3,18 +3,22 @@ widgets back into one (`store`); the dialog validates the result."""
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton,
-                               QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QSpinBox, QStyledItemDelegate, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from hvdesk.core.config import (FIRMWARES, MACHINES, NIC_MODELS, PROTOCOLS, VGA_MODELS, Nic,
                                 PortForward, VmConfig, random_mac)
+from hvdesk.core.errors import ConfigError
 from hvdesk.core.osinfo import presets
 from hvdesk.core.units import format_approx
 from hvdesk.ui.icons import os_icon
 
 BOOT_LABELS = {"disk": "Hard disk", "cdrom": "Optical", "network": "Network"}
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes '²', which int() refuses
 
 
 def hint(text: str) -> QLabel:
@@ -32,6 +36,17 @@ def combo(values: tuple[str, ...], labels: dict[str, str] | None = None) -> QCom
 
 def set_combo(box: QComboBox, value: str) -> None:
     box.setCurrentIndex(max(0, box.findData(value)))
+
+
+class LiveCellEdits(QStyledItemDelegate):
+    """Table cell editors that write back every keystroke, so the dialog checks a cell as it is
+    typed, like its line edits, rather than once the cell is left."""
+
+    def createEditor(self, parent, option, index):  # Qt names it
+        editor = super().createEditor(parent, option, index)
+        if isinstance(editor, QLineEdit):
+            editor.textEdited.connect(lambda *_: self.commitData.emit(editor))
+        return editor
 
 
 class Page(QWidget):
@@ -163,6 +178,7 @@ class NetworkPage(Page):
         self.forwards.setHorizontalHeaderLabels(self.COLUMNS)
         self.forwards.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.forwards.verticalHeader().hide()
+        self.forwards.setItemDelegate(LiveCellEdits(self.forwards))
         add, remove = QPushButton("Add Rule"), QPushButton("Remove Rule")
         add.clicked.connect(lambda: self._add_rule(PortForward()))
         remove.clicked.connect(self._remove_rule)
@@ -210,9 +226,12 @@ class NetworkPage(Page):
             self._add_rule(rule)
 
     def _port(self, row: int, column: int) -> int:
-        """The number in a cell; -1 for anything else, which validation then reports."""
+        """The number in a cell; anything else is refused in the model's words for the field."""
         text = self.forwards.item(row, column).text().strip()
-        return int(text) if text.isdigit() else -1
+        if not _PORT.fullmatch(text):
+            field = "host_port" if column == 2 else "guest_port"
+            raise ConfigError(f"nics[0].forwards[{row}].{field}: {text!r} is not a port number (1–65535)")
+        return int(text)
 
     def store(self, config: VmConfig) -> None:
         if not self.enabled.isChecked():
