@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
+import re
 import types
 import typing
 import uuid as uuidlib
@@ -38,6 +39,7 @@ DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "pa
 MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB: far beyond any desktop host, catches unit mistakes
 MAX_CPUS = 255  # QEMU's x86 limit without an IOMMU for x2APIC
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _rule(*, choices: tuple[str, ...] = (), low: int | None = None, high: int | None = None,
@@ -187,9 +189,11 @@ def _load(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix.rstrip('.') or 'file'}: expected a table")
     hints = _hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)
     if unknown:
-        raise ConfigError(f"{_where(prefix, unknown[0])}: unknown setting")
+        # The name comes from the file: quoted unless plain, so the message stays one line.
+        name = unknown[0] if isinstance(unknown[0], str) and _PLAIN_KEY.fullmatch(unknown[0]) else repr(unknown[0])
+        raise ConfigError(f"{_where(prefix, name)}: unknown setting")
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in data:

@@ -72,8 +72,12 @@ class VmPaths:
         return self.vm_dir / "uefi-vars.fd"
 
     def resolve(self, path: str) -> Path:
-        """A path from vm.toml: relative ones live in the VM's folder."""
-        candidate = Path(path).expanduser()
+        """A path from vm.toml: relative ones live in the VM's folder. `~user` of a user this host
+        does not have stays as written (so the file is reported missing), rather than raising."""
+        try:
+            candidate = Path(path).expanduser()
+        except RuntimeError:
+            candidate = Path(path)
         return candidate if candidate.is_absolute() else self.vm_dir / candidate
 
 

@@ -104,3 +104,9 @@ def test_every_golden_case_passes_the_option_check():
         paths = odd_paths(config)
         argv = build_argv(config, HostSetup(Path("/q"), "tcg", uefi_code=Path("/fw")), paths)
         check_argv(config, paths, argv, "/fw")
+
+
+def test_home_of_an_unknown_user_is_left_as_written():
+    paths = VmPaths(Path("/v"), Path("/r"))
+    assert paths.resolve("~no-such-user-here/d.qcow2") == Path("/v/~no-such-user-here/d.qcow2")
+    assert paths.resolve("~root/d.qcow2") == Path("~root").expanduser() / "d.qcow2"
