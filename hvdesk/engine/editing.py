@@ -101,8 +101,11 @@ async def _change_medium(manager: Manager, machine: Machine, iso: str | None) ->
     if iso is None:
         raise StateError(f"cannot remove the CD drive of {machine.name!r} while it runs")
     if iso:
+        # QEMU takes `filename` as a protocol when it looks like one (nbd://..., json:{...}) and reads
+        # a relative one from its own working dir (/): give it the absolute path, as at start.
         await manager.command(machine, "blockdev-change-medium", {
-            "id": CD_ID, "filename": iso, "format": "raw", "read-only-mode": "read-only"})
+            "id": CD_ID, "filename": str(machine.paths.resolve(iso)), "format": "raw",
+            "read-only-mode": "read-only"})
     else:
         await manager.command(machine, "eject", {"id": CD_ID, "force": True})
 

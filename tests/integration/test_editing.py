@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from hvdesk.core.errors import ConfigError, StateError
+from hvdesk.core.errors import ConfigError, HvdeskError, StateError
 from hvdesk.engine import editing
 from hvdesk.qemu import images
 from tests.integration.conftest import qmp_call, wait_for_serial
@@ -49,6 +49,24 @@ async def test_running_vm_marks_pending_changes_and_takes_cd_live(manager, guest
     await editing.set_cd(manager, "live", None)
     cd = {b["qdev"]: b for b in await qmp_call(machine, "query-block")}["cd0"]
     assert "inserted" not in cd and machine.config.cdrom.iso == ""
+
+
+async def test_a_typed_cd_path_is_a_file_in_the_vm_folder_never_a_protocol(manager, guest_request, tiny_guest):
+    """The settings dialog takes a typed path; QEMU, after -daemonize, runs in / and would read a
+    relative name from there, and one like nbd://host/x as a network block device."""
+    machine = await manager.create(guest_request("typed"))
+    (machine.entry.folder / "cd.iso").write_bytes(b"\0" * MIB)
+    await manager.start("typed")
+    await wait_for_serial(machine.paths.serial_log, tiny_guest.marker)
+    cdrom = dataclasses.replace(machine.config.cdrom, iso="cd.iso")
+    await editing.save_settings(manager, "typed", dataclasses.replace(machine.config, cdrom=cdrom))
+    cd = {b["qdev"]: b for b in await qmp_call(machine, "query-block")}["cd0"]
+    assert cd["inserted"]["file"] == str(machine.entry.folder / "cd.iso")
+
+    url = dataclasses.replace(cdrom, iso="nbd://127.0.0.1:10809/x")
+    with pytest.raises(HvdeskError) as info:
+        await editing.save_settings(manager, "typed", dataclasses.replace(machine.config, cdrom=url))
+    assert str(machine.entry.folder / "nbd:") in str(info.value) and "connect" not in str(info.value).lower()
 
 
 async def test_disks_add_resize_remove(manager, guest_request, tiny_guest):
