@@ -34,8 +34,9 @@ NET_MODES = ("nat",)
 VGA_MODELS = ("std", "virtio", "none")
 PROTOCOLS = ("tcp", "udp")
 # Image formats as qemu-img names them, which become -blockdev drivers: never a protocol or
-# pseudo-format (vvfat, nbd, ssh, http...) that would reach beyond the image file.
-DISK_FORMATS = ("raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "parallels", "bochs", "cloop", "dmg")
+# pseudo-format (vvfat, nbd, ssh, http...) that would reach beyond the image file. The same list
+# as qemu/images.py's KNOWN_FORMATS (core cannot import from qemu).
+DISK_FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhdx", "vpc", "qed", "qcow", "parallels", "dmg")
 MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB: far beyond any desktop host, catches unit mistakes
 MAX_CPUS = 255  # QEMU's x86 limit without an IOMMU for x2APIC
 
@@ -58,8 +59,8 @@ def random_mac() -> str:
 class BackingImage:
     """One image below a disk in its backing chain, as the person approved it when attaching."""
 
-    path: str  # absolute, or relative to the VM folder
-    format: str
+    path: str = _rule(check=checks.path)  # absolute, or relative to the VM folder
+    format: str = _rule(choices=DISK_FORMATS)
 
 
 @dataclass

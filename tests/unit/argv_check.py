@@ -31,9 +31,8 @@ KEY_VALUE_OPTIONS: dict[str, tuple[str | None, set[str]]] = {
 PLAIN_VALUES = {"-uuid", "-pidfile", "-D", "-cpu", "-serial", "-kernel", "-initrd", "-append", "-blockdev"}
 SWITCHES = {"-nodefaults", "-no-user-config", "-S", "-daemonize"}
 # Image formats and the file protocol; never vvfat, nbd, ssh, http(s), host_device, blkdebug...
-BLOCK_DRIVERS = {"file", "raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "parallels", "bochs", "cloop",
-                 "dmg"}
-BLOCKDEV_KEYS = {"driver", "filename", "file", "node-name", "discard", "read-only"}
+BLOCK_DRIVERS = {"file", "raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "parallels", "dmg"}
+BLOCKDEV_KEYS = {"driver", "filename", "file", "node-name", "discard", "read-only", "backing"}
 HOSTFWD = re.compile(r"(tcp|udp):(\d{1,3}\.){3}\d{1,3}:\d{1,5}-:\d{1,5}")
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -58,6 +57,7 @@ def check_argv(config: VmConfig, paths: VmPaths, argv: list[str], uefi_code: str
     chardev_paths = {"qmp": str(paths.qmp_socket), "ctl": str(paths.ctl_socket), "serial0": str(paths.serial_log),
                      "tpm0-sock": str(paths.tpm_socket)}
     files = {str(paths.resolve(d.path)) for d in config.disks} | {str(paths.uefi_vars)}
+    files |= {str(paths.resolve(b.path)) for d in config.disks for b in d.backing}
     if config.cdrom is not None and config.cdrom.iso:
         files.add(str(paths.resolve(config.cdrom.iso)))
     if uefi_code:
@@ -97,6 +97,10 @@ def check_argv(config: VmConfig, paths: VmPaths, argv: list[str], uefi_code: str
     for n, disk in enumerate(config.disks):
         assert nodes[f"disk{n}"]["driver"] == disk.format
         assert nodes[f"disk{n}-file"]["filename"] == str(paths.resolve(disk.path))
+        for i, layer in enumerate(disk.backing):
+            assert nodes[f"disk{n}-b{i}"]["driver"] == layer.format
+            assert nodes[f"disk{n}-b{i}-file"]["filename"] == str(paths.resolve(layer.path))
+    assert all(node.get("backing") in (None, *nodes) for node in nodes.values()), "backing names a node of ours"
     expected = [[f"{f.protocol}:{f.host_address}:{f.host_port}-:{f.guest_port}" for f in nic.forwards]
                 for nic in config.nics]
     assert netdevs == expected

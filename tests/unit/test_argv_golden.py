@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hvdesk.core.config import (Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward,
+from hvdesk.core.config import (BackingImage, Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward,
                                 VmConfig)
 from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
 from tests.unit.argv_check import check_argv
@@ -90,7 +90,9 @@ def odd_paths(config: VmConfig) -> VmPaths:
 
 def test_odd_paths_keep_every_option_intact():
     config = vm("odd", firmware="uefi", tpm=True,
-                disks=[Disk(f"{ODD}/a,b=c.qcow2", "qcow2"), Disk("rel,x=1 'q'.img", "raw", bus="sata")],
+                disks=[Disk(f"{ODD}/a,b=c.qcow2", "qcow2", backing=[BackingImage(f"{ODD}/base,=.qcow2", "qcow2"),
+                                                                   BackingImage("rel,=.img", "raw")]),
+                       Disk("rel,x=1 'q'.img", "raw", bus="sata")],
                 cdrom=CdDrive(iso=f"{ODD}/cd,,=.iso"), boot_order=["disk", "cdrom", "network"],
                 kernel=KernelBoot(f"{ODD}/vmlinuz,=", f"{ODD}/initrd", "console=ttyS0 a=b,c"),
                 nics=[Nic(mac=MAC, forwards=[PortForward("tcp", 2222, 22, "0.0.0.0")])])

@@ -62,9 +62,10 @@ def legal_config(draw: st.DrawFn) -> dict[str, Any]:
     machine = draw(st.sampled_from(MACHINES))
     disk_buses = [b for b in DISK_BUSES if not (machine == "pc" and b == "sata")]
     cd_buses = [b for b in CD_BUSES if not (machine == "pc" and b == "sata")]
+    backing = st.lists(st.fixed_dictionaries({"path": odd_path, "format": st.sampled_from(DISK_FORMATS)}), max_size=2)
     disks = draw(st.lists(st.fixed_dictionaries({
         "path": odd_path, "format": st.sampled_from(DISK_FORMATS), "bus": st.sampled_from(disk_buses),
-        "created": st.booleans(), "readonly": st.booleans()}), max_size=3))
+        "created": st.booleans(), "readonly": st.booleans(), "backing": backing}), max_size=3))
     forwards = st.lists(st.fixed_dictionaries({
         "protocol": st.sampled_from(PROTOCOLS), "host_port": st.integers(1, 65535),
         "guest_port": st.integers(1, 65535), "host_address": st.ip_addresses(v=4).map(str)}), max_size=3)
