@@ -33,3 +33,8 @@ def test_a_comma_it_cannot_carry_is_named():
     with pytest.raises(QemuError, match=r"swtpm cannot take the path /run/a,b/swtpm.sock because it contains ','"):
         swtpm_argv(Path("/usr/bin/swtpm"), Path("/run/ok/tpm-state"), run / "swtpm.sock", Path("/run/ok/p"),
                    Path("/run/ok/log"))
+
+
+def test_without_a_state_dir_the_state_comes_from_tpm_path():
+    argv = swtpm_argv(Path("/usr/bin/swtpm"), None, Path("/r/s.sock"), Path("/r/p"), Path("/r/l"))
+    assert "--tpmstate" not in argv and "--ctrl" in argv
