@@ -118,13 +118,16 @@ async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Det
     config = VmConfig(name=request.name, os=os_preset.id, memory_mib=memory, cpus=cpus,
                       firmware=request.firmware or os_preset.firmware,
                       machine=request.machine or os_preset.machine, notes=request.notes)
+    if config.machine == "pc" and config.cdrom is not None:  # the pc machine has IDE, no SATA
+        config.cdrom = dataclasses.replace(config.cdrom, bus="ide")
     if not os_preset.virtio:  # no virtio drivers in the installer: devices it knows
         config.nics = [dataclasses.replace(nic, model="e1000") for nic in config.nics]
     if request.attach_disk is not None:
         disk = await existing_disk(manager, request.attach_disk, allow_backing=request.allow_backing)
         config.disks.append(dataclasses.replace(disk, bus=_disk_bus(config, os_preset)))
     if request.iso is not None:
-        config.cdrom = CdDrive(iso=str(existing_file(request.iso, "ISO image")))
+        config.cdrom = CdDrive(iso=str(existing_file(request.iso, "ISO image")),
+                               bus=config.cdrom.bus if config.cdrom else "sata")
     if request.kernel is not None:
         config.kernel = KernelBoot(kernel=str(existing_file(request.kernel, "kernel")),
                                    initrd=str(existing_file(request.initrd, "initrd")) if request.initrd else "",

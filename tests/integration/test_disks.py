@@ -123,3 +123,11 @@ async def test_running_vm_cannot_be_deleted(manager, guest_request):
     with pytest.raises(StateError, match="cannot delete .busy.: it is running; stop it first"):
         await manager.delete("busy")
     assert manager.library.exists("busy")
+
+
+async def test_a_pc_machine_gets_an_ide_cd_drive(manager, guest_request):
+    """The pc machine has no SATA controller: its CD drive is IDE, with or without an ISO."""
+    machine = await manager.create(guest_request("pc", machine="pc"))
+    assert machine.config.cdrom.bus == "ide"
+    await manager.start("pc")
+    await manager.stop("pc", force=True, timeout=0)
