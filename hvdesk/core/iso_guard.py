@@ -1,13 +1,22 @@
 """Reading an untrusted ISO with bounded work, and saying in one line why it could not be read.
 
 pycdlib parses the whole directory tree when it opens an image, and each structure it parses comes
-from one read() of the image file. So its reads go through `BoundedReader`, which refuses one
-structure larger than MAX_READ, more than MAX_TOTAL bytes in all, and any read after the deadline:
-a length field of 4 GB in a large image would otherwise be read into memory whole.
+from one read() of the image file. So its reads go through `BoundedReader`, which refuses:
+- one structure larger than MAX_READ, more than MAX_TOTAL bytes in all, any read after the deadline;
+- more than MAX_RECORDS directory records in all, or MAX_DIRECTORY in one (each record costs pycdlib
+  ~20 µs and ~1 KB);
+- directories whose records are far out of order: pycdlib sorts each directory's records as it reads
+  them, re-walking every record after the insertion point, so a crafted directory of 50,000 records
+  in reverse order took 5 minutes. Real images are written sorted (ECMA-119 9.3), give or take a few
+  names that ECMA's padding rule orders differently from pycdlib's bytes, so they cost nothing here;
+- UDF directories of very many entries: pycdlib copies the rest of the extent to parse each entry, so
+  a crafted 4 MB directory of 100,000 entries took 7 s.
+That bounds memory and time without slowing the images people have.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 import time
 import traceback
@@ -20,8 +29,14 @@ from hvdesk.core.units import format_size
 MIB = 1024 * 1024
 MAX_READ = 4 * MIB  # one directory or path table; a flat folder of 6,000 packages is ~1.5 MiB
 MAX_TOTAL = 64 * MIB  # all the metadata read; 20,000 files with Rock Ridge and Joliet read 4.4 MiB
+MAX_RECORDS = 200_000  # directory records in all (Joliet repeats each name): ~4 s and ~200 MB
+MAX_DIRECTORY = 50_000  # records in one directory; a flat folder of 6,000 packages is the most seen
+MAX_SHIFTS = 10_000_000  # records pycdlib re-walks while sorting directories: ~0.2 µs each
+MAX_UDF_COPY = 16 * 1024**3  # bytes pycdlib copies to parse UDF directories (~0.5 s); 10,000 entries: 5 GB
 DEADLINE_S = 10.0  # checked at each read; 20,000 files open in ~1.5 s here
 SECTOR = 2048
+MIN_RECORD = 33  # a directory record's fixed part; pycdlib cannot parse a shorter one
+UDF_IDENTIFIER = 38  # a UDF File Identifier's fixed part
 
 # Where in pycdlib a failure happened says which part of the image is damaged.
 _PART_BY_FUNCTION = {
@@ -65,7 +80,7 @@ class BoundedReader:
 
     def __init__(self, raw: BinaryIO, seconds: float | None = None) -> None:
         self.raw = raw
-        self.total = 0
+        self.total = self.records = self.shifts = self.udf_copied = 0
         self.seconds = DEADLINE_S if seconds is None else seconds
         self.deadline = time.monotonic() + self.seconds
 
@@ -80,13 +95,66 @@ class BoundedReader:
             raise ReadRefused(f"its structures add up to more than {format_size(MAX_TOTAL)}")
         if time.monotonic() > self.deadline:
             raise ReadRefused(f"reading it took longer than {self.seconds:g} s")
-        return self.raw.read(size)
+        data = self.raw.read(size)
+        self._count_records(data)
+        self.udf_copied += udf_identifier_copies(data)
+        if self.udf_copied > MAX_UDF_COPY:
+            raise ReadRefused("its UDF directories have too many entries to read")
+        return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self.raw.seek(offset, whence)
 
     def tell(self) -> int:
         return self.raw.tell()
+
+    def _count_records(self, data: bytes) -> None:
+        """Read `data` as pycdlib would read a directory's extent: any read may be one."""
+        count, shifts = directory_records(data, MAX_SHIFTS - self.shifts)
+        self.records, self.shifts = self.records + count, self.shifts + shifts
+        if count > MAX_DIRECTORY:
+            raise ReadRefused(f"a directory has more than {MAX_DIRECTORY:,} records")
+        if self.records > MAX_RECORDS:
+            raise ReadRefused(f"it has more than {MAX_RECORDS:,} directory records")
+        if self.shifts > MAX_SHIFTS:
+            raise ReadRefused("its directory records are far out of order (ISO 9660 keeps them sorted)")
+
+
+def directory_records(data: bytes, shift_budget: int) -> tuple[int, int]:
+    """(records, shifts) if `data` is a directory's extent, walked as pycdlib walks it (a zero length
+    byte pads to the next sector; it stops where pycdlib would fail). Shifts are the records pycdlib
+    re-walks to sort each one in: the records already seen whose sort key is not smaller. Counting
+    stops once shifts exceed `shift_budget`. Data that is not a directory gives few records or none."""
+    keys: list[bytes] = []  # sorted, as pycdlib's children are
+    shifts, offset = 0, 0
+    while offset < len(data) and shifts <= shift_budget:
+        length = data[offset]
+        if length == 0:
+            offset += SECTOR - offset % SECTOR
+            continue
+        if length < MIN_RECORD or offset + length > len(data):
+            break
+        name = data[offset + 33:offset + 33 + data[offset + 32]][:length - 33]
+        key = name if name in (b"\0", b"\1") else b"\xff" + name  # pycdlib's DirectoryRecord sort key
+        if keys and key <= keys[-1]:
+            index = bisect.bisect_left(keys, key)
+            shifts += len(keys) - index
+            keys.insert(index, key)
+        else:
+            keys.append(key)
+        offset += length
+    return len(keys), shifts
+
+
+def udf_identifier_copies(data: bytes) -> int:
+    """The bytes pycdlib copies to parse `data` as a UDF directory's File Identifiers (each one takes
+    `data[offset:]`); 0 if `data` does not start with one (tag 257), as pycdlib requires."""
+    copied, offset = 0, 0
+    while offset + UDF_IDENTIFIER <= len(data) and data[offset:offset + 2] == b"\x01\x01":
+        copied += len(data) - offset
+        end = UDF_IDENTIFIER + struct.unpack_from("<H", data, offset + 36)[0] + data[offset + 19]
+        offset += end + -end % 4  # lengths of implementation use and name, padded to 4 bytes
+    return copied
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -118,6 +118,98 @@ def test_huge_length_fields_in_a_5_gb_image_are_refused_without_reading_them(tmp
         assert elapsed < 2.0 and peak < 32 * 1024**2, (what, elapsed, peak)
 
 
+def crafted_directory_iso(path: Path, names: list[bytes]) -> Path:
+    """A valid ISO whose root directory is replaced by one extent holding `names` (files) in the order
+    given: what a hostile image can do, since pycdlib sorts every directory as it reads it."""
+    image = pycdlib.PyCdlib()
+    image.new(interchange_level=3, vol_ident="CRAFTED")
+    image.write(str(path))
+    image.close()
+    data = bytearray(path.read_bytes())
+    root = len(data) // SECTOR
+
+    def record(extent: int, length: int, flags: int, name: bytes) -> bytes:
+        body = (both_endian(extent) + both_endian(length) + bytes(7) + bytes([flags, 0, 0])
+                + struct.pack("<H", 1) + struct.pack(">H", 1) + bytes([len(name)]) + name)
+        padded = body + (b"\0" if len(name) % 2 == 0 else b"")
+        return bytes([2 + len(padded), 0]) + padded
+
+    sectors, current = [], b""
+    for item in [record(root, 0, 2, b"\0"), record(root, 0, 2, b"\1")] + [record(0, 0, 0, n) for n in names]:
+        if len(current) + len(item) > SECTOR:
+            sectors.append(current.ljust(SECTOR, b"\0"))
+            current = b""
+        current += item
+    extent = b"".join(sectors) + current.ljust(SECTOR, b"\0")
+    data += record(root, len(extent), 2, b"\0") + extent[34:]  # "." says how long the directory is
+    data[ROOT_RECORD:ROOT_RECORD + 34] = record(root, len(extent), 2, b"\0")
+    data[PVD + 80:PVD + 88] = both_endian(len(data) // SECTOR)  # the volume's size
+    for field, endian in ((PVD + 140, "<"), (PVD + 148, ">")):  # the path tables' root entries
+        table = struct.unpack_from(endian + "L", data, field)[0]
+        struct.pack_into(endian + "L", data, table * SECTOR + 2, root)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_directory_far_out_of_order_is_refused_at_once(tmp_path):
+    # pycdlib re-walks the records after each insertion point: 20,000 records in reverse order took
+    # it ~40 s (50,000: 5 minutes). Sorted, as images are written, they are read.
+    names = [f"F{i:07}.;1".encode() for i in range(20_000)]
+    hostile = crafted_directory_iso(tmp_path / "reversed.iso", names[::-1])
+    start = time.perf_counter()
+    reason = not_recognised(detect(hostile))
+    assert reason == ("the ISO is too costly to read: its directory records are far out of order "
+                      "(ISO 9660 keeps them sorted)")
+    assert time.perf_counter() - start < 1.0
+    sorted_ = crafted_directory_iso(tmp_path / "sorted.iso", names)
+    assert not_recognised(detect(sorted_)) == "no known OS matches its volume id 'CRAFTED' or its files"
+
+
+def crafted_udf_directory_iso(folder: Path, entries: int) -> Path:
+    """A UDF image whose root directory holds `entries` parent File Identifiers (valid, repeated)."""
+    path = udf_iso(folder)
+    image = pycdlib.PyCdlib()
+    image.open(str(path))
+    root, part_start = image.udf_root, image.udf_main_descs.partitions[0].part_start_location
+    entry_extent, (extent,) = root.orig_extent_loc, root.alloc_descs
+    image.close()
+    data = bytearray(path.read_bytes())
+    new_block = len(data) // SECTOR - part_start
+
+    def tag(ident: int) -> bytes:  # no CRC (length 0); the checksum covers the tag itself
+        raw = bytearray(struct.pack("<HHBBHHHL", ident, 2, 0, 0, 0, 0, 0, new_block))
+        raw[4] = sum(raw) % 256
+        return bytes(raw)
+    parents = (tag(257) + struct.pack("<HBB16sH", 1, 0x8, 0, bytes(16), 0) + b"\0\0") * entries
+    entry = entry_extent * SECTOR  # the root's File Entry: its allocation points at the new extent
+    at = data.find(struct.pack("<LL", extent.extent_length, extent.log_block_num), entry, entry + SECTOR)
+    struct.pack_into("<LL", data, at, len(parents), new_block)
+    struct.pack_into("<HH", data, entry + 8, 0, 0)  # the entry's CRC: none
+    data[entry + 4] = (sum(data[entry:entry + 4]) + sum(data[entry + 5:entry + 16])) % 256
+    path.write_bytes(data + parents + bytes(-len(parents) % SECTOR))
+    return path
+
+
+def test_a_udf_directory_of_very_many_entries_is_refused_at_once(tmp_path):
+    # pycdlib copies the rest of the extent for each entry: 100,000 of them (4 MB) took it 7 s.
+    assert isinstance(detect(udf_iso(tmp_path)), Detection)  # the image as written is read
+    hostile = crafted_udf_directory_iso(tmp_path, 100_000)
+    start = time.perf_counter()
+    assert not_recognised(detect(hostile)) == ("the ISO is too costly to read: its UDF directories have too "
+                                               "many entries to read")
+    assert time.perf_counter() - start < 1.0
+    assert isinstance(detect(crafted_udf_directory_iso(tmp_path, 1000)), Detection)  # fewer are read
+
+
+def test_too_many_records_are_refused(tmp_path, monkeypatch):
+    big = crafted_directory_iso(tmp_path / "big.iso", [f"F{i:07}.;1".encode() for i in range(1000)])
+    monkeypatch.setattr(iso_guard, "MAX_DIRECTORY", 1000)
+    assert not_recognised(detect(big)) == "the ISO is too costly to read: a directory has more than 1,000 records"
+    monkeypatch.setattr(iso_guard, "MAX_DIRECTORY", 50_000)
+    monkeypatch.setattr(iso_guard, "MAX_RECORDS", 500)
+    assert not_recognised(detect(big)) == "the ISO is too costly to read: it has more than 500 directory records"
+
+
 def test_reading_past_the_deadline_stops(tmp_path, monkeypatch):
     monkeypatch.setattr(iso_guard, "DEADLINE_S", 0.0)
     reason = not_recognised(detect(debian_iso(tmp_path)))
