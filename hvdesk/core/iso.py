@@ -1,6 +1,11 @@
 """Recognising an installer ISO: read its volume id, a few marker files and its top-level layout
 (pycdlib reads just those sectors, never the whole image), and match them against the OS presets'
-patterns. The person can always override what is proposed; the reason says what was seen."""
+patterns. The person can always override what is proposed; the reason says what was seen.
+
+An image that cannot be read is never an error, only "not recognised" with the reason: whatever
+pycdlib or the OS raises while reading it, and whatever asks for too much memory or time (iso_guard
+bounds both). A path that does not exist, is not a file or cannot be opened is the user's to fix,
+and stays an error."""
 
 from __future__ import annotations
 
@@ -12,14 +17,16 @@ from pathlib import Path
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from hvdesk.core.errors import ConfigError, NotFoundError
 from hvdesk.core import osinfo_db
+from hvdesk.core.errors import ConfigError, NotFoundError
+from hvdesk.core.iso_guard import SECTOR, BoundedReader, describe_failure
 from hvdesk.core.osinfo import OsPreset, learn, presets
 
 MARKER_FILES = ("/.disk/info", "/.treeinfo", "/.alpine-release", "/arch/version")
 LISTED_DIRS = ("/", "/sources", "/arch", "/boot", "/casper", "/isolinux")
 MAX_MARKER = 64 * 1024
 GENERIC = {"linux", "other"}  # tried only when no specific preset matched
+ISO9660_MAGIC = b"CD001"  # every ISO 9660 volume descriptor, the first at sector 16
 
 
 @dataclass(frozen=True)
@@ -41,16 +48,49 @@ class Detection:
     reason: str
 
 
+@dataclass(frozen=True)
+class NotRecognised:
+    reason: str  # one line: what was seen that matched nothing, or why the image could not be read
+
+
+class UnreadableIso(ConfigError):
+    """The file opens, but its contents cannot be read as ISO 9660 (damaged, or not an ISO at all)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is not a readable ISO image: {reason}")
+        self.reason = reason
+
+
 def read_iso(path: Path) -> IsoFacts:
+    """The facts detection needs. NotFoundError/ConfigError for the user's mistakes (no such file, a
+    folder, no permission); UnreadableIso for anything wrong inside the image."""
     if not path.exists():
         raise NotFoundError(f"ISO image {path} does not exist")
     if not path.is_file():
         raise ConfigError(f"ISO image {path} is not a file")
-    image = pycdlib.PyCdlib()
     try:
-        image.open(str(path))
-    except (PyCdlibException, OSError, ValueError, IndexError) as exc:
-        raise ConfigError(f"{path} is not a readable ISO image ({exc})") from None
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise ConfigError(f"ISO image {path} is not readable ({exc.strerror or exc})") from None
+    with handle:
+        reader = BoundedReader(handle)
+        try:
+            facts = _read_facts(reader) if _has_iso9660_descriptor(reader) else None
+        except Exception as exc:  # anything at all: a damaged image must never crash detection
+            raise UnreadableIso(path, describe_failure(exc)) from exc
+    if facts is None:
+        raise UnreadableIso(path, "it is not an ISO 9660 image (no volume descriptor at sector 16)")
+    return facts
+
+
+def _has_iso9660_descriptor(reader: BoundedReader) -> bool:
+    reader.seek(16 * SECTOR)
+    return reader.read(6)[1:6] == ISO9660_MAGIC
+
+
+def _read_facts(reader: BoundedReader) -> IsoFacts:
+    image = pycdlib.PyCdlib()
+    image.open_fp(reader)  # pycdlib needs only read, seek and tell
     try:
         volume = image.pvd.volume_identifier.decode("ascii", errors="replace").strip(" \0")
         texts = {name: _read_text(image, name) for name in MARKER_FILES}
@@ -61,9 +101,13 @@ def read_iso(path: Path) -> IsoFacts:
                     paths=paths + tuple(name for name, text in texts.items() if text))
 
 
-def detect(path: Path) -> Detection | None:
-    """The preset this ISO installs, with the reason; None when nothing matched."""
-    facts = read_iso(path)
+def detect(path: Path) -> Detection | NotRecognised:
+    """The preset this ISO installs, with the reason; else why not (nothing matched, or the image could
+    not be read). Raises only for the user's mistakes: no such file, not a file, no permission."""
+    try:
+        facts = read_iso(path)
+    except UnreadableIso as exc:
+        return NotRecognised(exc.reason)
     evidence = facts.evidence(path.name)
     specific = [p for p in presets().values() if p.id not in GENERIC]
     generic = [p for p in presets().values() if p.id in GENERIC]
@@ -76,7 +120,7 @@ def detect(path: Path) -> Detection | None:
             for candidate in group:
                 if rank < len(candidate.patterns) and (match := candidate.patterns[rank].search(evidence)):
                     return Detection(candidate, f"{candidate.label}: the ISO's {_what(match.group(0).strip())}")
-    return None
+    return NotRecognised(f"no known OS matches its volume id {facts.volume_id!r} or its files")
 
 
 def _what(seen: str) -> str:

@@ -16,7 +16,7 @@ import psutil
 from hvdesk.core.config import BackingImage, CdDrive, Disk, KernelBoot, VmConfig
 from hvdesk.core.errors import (BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError,
                                 StateError)
-from hvdesk.core.iso import Detection, detect
+from hvdesk.core.iso import Detection, NotRecognised, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset
 from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths
@@ -93,11 +93,14 @@ async def create(manager: Manager, request: CreateRequest) -> Machine:
         library.discard(staging)
         raise
     machine = manager.adopt(library.load(folder))
-    machine.notice = f"OS detected from the ISO: {detection.reason}" if detection else ""
+    if isinstance(detection, Detection):
+        machine.notice = f"OS detected from the ISO: {detection.reason}"
+    elif isinstance(detection, NotRecognised):  # a damaged image too: still a VM, the person picks the OS
+        machine.notice = f"OS not recognised from the ISO: {detection.reason}; set up as {preset(config.os).label}"
     return machine
 
 
-async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Detection | None]:
+async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Detection | NotRecognised | None]:
     """The new VM's config, with every input checked; nothing written yet."""
     validate_name(request.name)
     if manager.library.exists(request.name):
@@ -105,7 +108,7 @@ async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Det
     detection = None
     if request.os is None and request.iso is not None:
         detection = await asyncio.to_thread(detect, existing_file(request.iso, "ISO image"))
-    os_preset = preset(request.os or (detection.preset.id if detection else "other"))
+    os_preset = preset(request.os or (detection.preset.id if isinstance(detection, Detection) else "other"))
     host_mib, host_cpus = host_limits()
     memory = request.memory_mib if request.memory_mib is not None else os_preset.memory_mib
     cpus = request.cpus if request.cpus is not None else min(os_preset.cpus, host_cpus)

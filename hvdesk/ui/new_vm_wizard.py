@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton,
                                QRadioButton, QSpinBox, QVBoxLayout, QWidget, QWizard, QWizardPage)
 
 from hvdesk.core.errors import HvdeskError
-from hvdesk.core.iso import Detection, detect
+from hvdesk.core.iso import Detection, NotRecognised, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset, presets
 from hvdesk.core.units import format_approx, format_size
@@ -33,6 +35,11 @@ def _browse(page: QWidget, target: QLineEdit, title: str, filters: str, app_pref
     button = QPushButton("Browse…")
     button.clicked.connect(lambda: choose_file(page, title, filters, app_prefs, lambda p: target.setText(str(p))))
     return file_row(target, button)
+
+
+def _text(plain: str) -> str:
+    """Plain text inside the labels' rich text: an ISO's volume id or a file name may hold "<" or "&"."""
+    return html.escape(plain, quote=False)
 
 
 class MediaPage(QWizardPage):
@@ -74,17 +81,34 @@ class MediaPage(QWizardPage):
             asyncio.ensure_future(self._detect(text.strip()))
 
     async def _detect(self, text: str) -> None:
+        """Whatever happens, the page leaves "Reading the ISO…": a damaged image or a bug in detection
+        is "not recognised" (the person picks the OS); only the user's own mistakes block Next."""
+        outcome: Detection | NotRecognised | HvdeskError
         try:
-            found = await asyncio.to_thread(detect, Path(text).expanduser())
-            problem = ""
-        except HvdeskError as exc:
-            found, problem = None, str(exc)
-        if text != self.iso.text().strip():
-            return  # the field changed meanwhile
-        self.detection, self._problem, self._checked_path = found, problem, text
-        self.found.setText(f"<span style='color:#b00020'>{problem}</span>" if problem else
-                           f"Detected <b>{found.preset.label}</b> — {found.reason.split(': ', 1)[1]}" if found else
-                           "The operating system was not recognised: choose it on the next page.")
+            outcome = await asyncio.to_thread(detect, Path(text).expanduser())
+        except HvdeskError as exc:  # no such file, a folder, no permission
+            outcome = exc
+        except Exception as exc:  # never expected (detect says why instead), but never stuck either
+            outcome = NotRecognised(f"detection failed ({type(exc).__name__}: {exc})")
+        except BaseException:  # cancelled: the app is closing
+            self._show(text, NotRecognised("detection was stopped"))
+            raise
+        self._show(text, outcome)
+
+    def _show(self, text: str, outcome: Detection | NotRecognised | HvdeskError) -> None:
+        if not shiboken6.isValid(self) or text != self.iso.text().strip():
+            return  # the wizard has closed, or the field changed meanwhile
+        self.detection = outcome if isinstance(outcome, Detection) else None
+        self._problem = str(outcome) if isinstance(outcome, HvdeskError) else ""
+        self._checked_path = text
+        if isinstance(outcome, Detection):
+            self.found.setText(f"Detected <b>{_text(outcome.preset.label)}</b> — "
+                               f"{_text(outcome.reason.split(': ', 1)[1])}")
+        elif isinstance(outcome, NotRecognised):
+            self.found.setText(f"Not recognised: {_text(outcome.reason)}<br>"
+                               "Choose the operating system on the next page.")
+        else:
+            self.found.setText(f"<span style='color:#b00020'>{_text(self._problem)}</span>")
         self.completeChanged.emit()
 
     def isComplete(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import tomllib
@@ -145,10 +146,35 @@ def test_create_from_an_iso_detects_the_os_and_applies_its_preset(cli_home, tmp_
     assert hv("create", "forced", "--iso", str(windows), "--os", "linux").returncode == 0
     assert json.loads(hv("info", "forced", "--json").stdout)["os"] == "linux"  # the person decides
 
-    junk = tmp_path / "holiday.iso"
+
+
+def test_create_from_a_corrupt_iso_makes_an_other_vm_and_says_why(cli_home, tmp_path):
+    from tests.unit.test_iso_detect import make_iso
+    iso = make_iso(tmp_path / "debian-12.8.0-amd64-netinst.iso", "Debian 12.8.0 amd64 n",
+                   {"/.disk/info": b'Debian GNU/Linux 12.8.0 "Bookworm" - Official amd64 NETINST'})
+    data = bytearray(iso.read_bytes())
+    data[struct.unpack_from("<L", data, 16 * 2048 + 140)[0] * 2048 + 10] = 0  # pycdlib: struct.error
+    corrupt = tmp_path / "corrupt.iso"
+    corrupt.write_bytes(data)
+    done = hv("create", "bad", "--iso", str(corrupt))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert ("OS not recognised from the ISO: the ISO's path table is damaged (unpack_from requires a buffer"
+            in done.stdout) and "; set up as Other" in done.stdout
+    info = json.loads(hv("info", "bad", "--json").stdout)
+    assert (info["os"], info["cdrom"]["iso"]) == ("other", str(corrupt))
+
+    junk = tmp_path / "holiday.iso"  # not ISO 9660 at all: the same, the person may know better
     junk.write_bytes(b"\0" * 65536)
     done = hv("create", "junk", "--iso", str(junk))
-    assert done.returncode == 1 and "is not a readable ISO image" in done.stderr
+    assert done.returncode == 0 and "OS not recognised from the ISO: it is not an ISO 9660 image" in done.stdout
+    assert hv("create", "chosen", "--iso", str(corrupt), "--os", "debian12").returncode == 0  # no detection
+
+    done = hv("create", "ghost", "--iso", str(tmp_path / "missing.iso"))  # the user's mistake: an error
+    assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(v["name"] for v in json.loads(hv("list", "--json").stdout)) == ["bad", "chosen", "junk"]
+    assert sorted(p.name for p in (cli_home / "VMs").iterdir() if not p.name.startswith(".")) == [
+        "bad", "chosen", "junk"]  # nothing written
 
 
 def test_sizes_mean_what_they_say(cli_home):

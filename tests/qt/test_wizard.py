@@ -3,6 +3,8 @@ anywhere leaves nothing behind."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from PySide6.QtWidgets import QWizard
 
@@ -55,12 +57,15 @@ def test_iso_to_created_vm_with_the_detected_defaults(window, run, until, tmp_pa
 
 
 def test_every_page_checks_its_fields(window, run, until, tmp_path):
-    not_an_iso = tmp_path / "photo.iso"
-    not_an_iso.write_bytes(b"\xff" * 70000)
     wizard = open_wizard(window)
-    wizard.media.iso.setText(str(not_an_iso))
-    until(lambda: "not a readable ISO image" in wizard.media.found.text(), what="the refusal")
+    wizard.media.iso.setText(str(tmp_path / "missing.iso"))
+    until(lambda: "does not exist" in wizard.media.found.text(), what="the refusal")
     assert not wizard.media.isComplete()
+    not_an_iso = tmp_path / "photo.iso"  # not ISO 9660, but may still boot (UDF-only): the person decides
+    not_an_iso.write_bytes(b"\xff" * 70000)
+    wizard.media.iso.setText(str(not_an_iso))
+    until(wizard.media.isComplete, what="the ISO read")
+    assert "Not recognised: it is not an ISO 9660 image" in wizard.media.found.text()
     wizard.media.disk_choice.setChecked(True)
     wizard.media.disk.setText(str(tmp_path / "missing.qcow2"))
     assert not wizard.media.isComplete()
@@ -80,6 +85,52 @@ def test_every_page_checks_its_fields(window, run, until, tmp_path):
     wizard.next()
     wizard.disk.existing_choice.setChecked(True)
     assert not wizard.disk.isComplete()
+    wizard.reject()
+
+
+def corrupt_iso(tmp_path):
+    """The audit's case: one byte changed in the path table makes pycdlib raise struct.error."""
+    iso = debian_iso(tmp_path)
+    data = bytearray(iso.read_bytes())
+    location = struct.unpack_from("<L", data, 16 * 2048 + 140)[0]
+    data[location * 2048 + 10] = 0
+    bad = tmp_path / "corrupt.iso"
+    bad.write_bytes(data)
+    return bad
+
+
+def test_a_corrupt_iso_is_not_recognised_and_the_os_is_chosen_by_hand(window, run, until, tmp_path):
+    bad = corrupt_iso(tmp_path)
+    wizard = open_wizard(window)
+    wizard.media.iso.setText(str(bad))
+    until(wizard.media.isComplete, what="the ISO read")
+    assert "Not recognised: the ISO's path table is damaged (unpack_from requires" in wizard.media.found.text()
+    wizard.next()
+    names = wizard.names
+    names.os.setCurrentIndex(names.os.findData("debian12"))  # the person knows better
+    names.name.setText("By hand")
+    wizard.next()
+    assert wizard.resources.memory.value() == 2048  # Debian 12's recommendation
+    wizard.next()
+    wizard.next()
+    wizard.summary.start.setChecked(False)
+    wizard.button(QWizard.WizardButton.FinishButton).click()
+    until(lambda: "By hand" in row_texts(window), what="the VM listed")
+    config = window.manager.get("By hand").config
+    assert (config.os, config.cdrom.iso) == ("debian12", str(bad))
+
+
+def test_any_failure_in_detection_ends_reading(window, until, tmp_path, monkeypatch):
+    from hvdesk.ui import new_vm_wizard
+
+    def broken(path):
+        raise RuntimeError("a bug in detection")
+    monkeypatch.setattr(new_vm_wizard, "detect", broken)
+    wizard = open_wizard(window)
+    wizard.media.iso.setText(str(debian_iso(tmp_path)))
+    until(wizard.media.isComplete, what="the page to leave Reading")
+    assert wizard.media.found.text().startswith(
+        "Not recognised: detection failed (RuntimeError: a bug in detection)")
     wizard.reject()
 
 

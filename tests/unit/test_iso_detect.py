@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pycdlib
 import pytest
 
 from hvdesk.core.errors import ConfigError, NotFoundError
-from hvdesk.core.iso import detect, read_iso
+from hvdesk.core.iso import Detection, NotRecognised, UnreadableIso, detect, read_iso
 
 
 def make_iso(path: Path, volume: str, files: dict[str, bytes], *, rock_ridge: bool = True,
@@ -73,12 +76,13 @@ def test_detects_the_installer(tmp_path, file_name, volume, files, expected, why
     windows = expected.startswith("win")
     iso = make_iso(tmp_path / file_name, volume, files, rock_ridge=not windows)
     found = detect(iso)
-    assert found is not None and found.preset.id == expected, found
+    assert isinstance(found, Detection) and found.preset.id == expected, found
     assert why in found.reason
 
 
-def test_unknown_iso_gives_no_guess(tmp_path):
-    assert detect(make_iso(tmp_path / "data.iso", "BACKUP_2024", {"/notes.txt": b"hi"})) is None
+def test_unknown_iso_gives_no_guess_and_says_what_was_seen(tmp_path):
+    found = detect(make_iso(tmp_path / "data.iso", "BACKUP_2024", {"/notes.txt": b"hi"}))
+    assert found == NotRecognised("no known OS matches its volume id 'BACKUP_2024' or its files")
 
 
 def test_facts_are_read(tmp_path):
@@ -88,15 +92,33 @@ def test_facts_are_read(tmp_path):
     assert "/.disk" in facts.paths
 
 
-def test_not_an_iso_and_missing(tmp_path):
+def test_not_an_iso_is_not_recognised_but_a_missing_file_is_an_error(tmp_path):
+    # Another file than an ISO may still boot (a UDF-only DVD): the person decides, as with --os.
     bogus = tmp_path / "movie.iso"
     bogus.write_bytes(b"\0" * 100_000)
-    with pytest.raises(ConfigError, match="is not a readable ISO image"):
-        detect(bogus)
+    assert detect(bogus) == NotRecognised("it is not an ISO 9660 image (no volume descriptor at sector 16)")
+    with pytest.raises(UnreadableIso, match="movie.iso is not a readable ISO image: it is not an ISO 9660"):
+        read_iso(bogus)
     with pytest.raises(NotFoundError, match="does not exist"):
         detect(tmp_path / "none.iso")
     with pytest.raises(ConfigError, match="is not a file"):
         detect(tmp_path)
+
+
+def test_an_iso_without_read_permission_is_the_users_error(tmp_path):
+    iso = make_iso(tmp_path / "locked.iso", "Debian 12.5.0 amd64 n", {"/.disk/info": b"Debian GNU/Linux 12.5.0"})
+    iso.chmod(0)
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError, match=r"locked.iso is not readable \(Permission denied\)"):
+            detect(iso)
+        return
+    # Root reads any file: ask again in a process without root's power to override permissions.
+    code = ("import sys; from pathlib import Path; from hvdesk.core.iso import detect\n"
+            "try:\n    detect(Path(sys.argv[1]))\nexcept Exception as exc:\n    print(type(exc).__name__, exc)")
+    done = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--",
+                           sys.executable, "-c", code, str(iso)], capture_output=True, text=True, timeout=60)
+    assert "locked.iso is not readable (Permission denied)" in done.stdout, done.stdout + done.stderr
+    assert done.stdout.startswith(("ConfigError", "UnreadableIso")), done.stdout
 
 
 def test_a_5_gb_iso_is_read_in_well_under_half_a_second(tmp_path):
@@ -124,4 +146,4 @@ def test_osinfo_db_names_isos_the_presets_do_not_know(tmp_path, monkeypatch):
     empty = tmp_path / "no-osinfo"
     (empty / "os").mkdir(parents=True)
     monkeypatch.setenv("HVDESK_OSINFO_DIR", str(empty))  # a machine without osinfo-db's data
-    assert detect(old) is None  # bundled presets alone do not know Debian 11
+    assert isinstance(detect(old), NotRecognised)  # bundled presets alone do not know Debian 11
