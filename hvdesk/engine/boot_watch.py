@@ -62,6 +62,14 @@ class BootWatch:
         self._listeners: list[Callable[[Machine], None]] = []
         manager.subscribe(self._on_change)
 
+    async def close(self) -> None:
+        """Stop watching (the app is quitting)."""
+        tasks = list(self._watching.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watching.clear()
+
     def subscribe(self, listener: Callable[[Machine], None]) -> None:
         """Call `listener(machine)` when a VM is found stuck (its notice is then set)."""
         self._listeners.append(listener)

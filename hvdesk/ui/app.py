@@ -71,6 +71,7 @@ async def run_app(app: QApplication, smoke_test: bool, started: float, interval:
     window.accel_label.setText(await asyncio.to_thread(accelerator_status))
     await closed.wait()
     await window.runner.wait_idle()
+    await boot_watch.close()
     await monitor.stop()
     await manager.close()  # stops watching; the VMs keep running
     await asyncio.get_running_loop().shutdown_default_executor()

@@ -81,6 +81,8 @@ def open_window(hv_home, run, qapp):
         if window.isVisible():
             window.close()
         run(window.runner.wait_idle())
+        if window.boot_watch is not None:
+            run(window.boot_watch.close())
         run(monitor.stop())
         run(manager.close())
         window.deleteLater()
