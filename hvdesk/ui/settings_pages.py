@@ -189,7 +189,9 @@ class NetworkPage(Page):
         form = QFormLayout(self)
         form.addRow(self.enabled)
         form.addRow("&Adapter:", self.model)
-        form.addRow("&MAC address:", mac_row)
+        mac_label = QLabel("&MAC address:")  # a row of two widgets has no buddy of its own
+        mac_label.setBuddy(self.mac)
+        form.addRow(mac_label, mac_row)
         form.addRow(QLabel("Port forwarding (connect to the host address and port to reach the guest's port):"))
         form.addRow(self.forwards)
         form.addRow(rule_buttons)
