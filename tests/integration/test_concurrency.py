@@ -129,3 +129,18 @@ def test_many_processes_many_operations(cli_home, tiny_guest):
         running = sum(state in ("running", "paused") for state in alive.values())
         assert len(qemus_in(cli_home)) == running, (alive, qemus_in(cli_home))
     assert tried == 24
+
+
+def test_a_hand_edited_duplicate_name_is_inaccessible(cli_home, tiny_guest):
+    """Two folders claiming one name (a vm.toml edited by hand): the one named after it keeps it."""
+    for name in ("web", "db"):
+        assert hv("create", name, "--disk", "64M", *guest_args(tiny_guest)).returncode == 0
+    config = cli_home / "VMs" / "db" / "vm.toml"
+    config.write_text(config.read_text().replace('name = "db"', 'name = "WEB"'))
+    rows = {(v["name"], v["state"]): v["reason"] for v in listed()}
+    assert rows == {("web", "stopped"): "",
+                    ("db", "inaccessible"): "its name 'WEB' is also used by the VM in folder 'web' (names ignore case)"}
+    done = hv("start", "web")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(hv("info", "web", "--json").stdout)["folder"] == str(cli_home / "VMs" / "web")
+    assert hv("stop", "web", "--force", "--timeout", "0").returncode == 0
