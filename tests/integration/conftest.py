@@ -66,6 +66,10 @@ class SmallDisk:
     def remove(self) -> None:
         command = ["umount", "-l", str(self.path)]
         subprocess.run(command if os.getuid() == 0 else ["sudo", "-n", *command], capture_output=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # still mounted (busy): the lazy unmount finishes it later
 
 
 @pytest.fixture
