@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -66,10 +67,7 @@ class SmallDisk:
     def remove(self) -> None:
         command = ["umount", "-l", str(self.path)]
         subprocess.run(command if os.getuid() == 0 else ["sudo", "-n", *command], capture_output=True)
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass  # still mounted (busy): the lazy unmount finishes it later
+        shutil.rmtree(self.path, ignore_errors=True)  # our mount point (the app may write its prefs late)
 
 
 @pytest.fixture
