@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QWizard
 
-from tests.integration.conftest import small_disk  # noqa: F401 (fixture)
+from tests.integration.conftest import small_disk  # noqa: F401 (fixture; first in each test, so unmounted last)
 from tests.integration.test_cli import guest_args, hv
 from tests.qt.conftest import message_box, row_texts
 from tests.qt.test_wizard import open_wizard
@@ -20,7 +20,7 @@ def cli_error(*args: str) -> str:
     return done.stderr.strip().removeprefix("hvdesk: ")
 
 
-def test_a_read_only_home_in_the_app(open_window, small_disk, tiny_guest, until, monkeypatch):  # noqa: F811
+def test_a_read_only_home_in_the_app(small_disk, open_window, tiny_guest, until, monkeypatch):  # noqa: F811
     disk = small_disk(8192)
     monkeypatch.setenv("HVDESK_HOME", str(disk.path))
     assert hv("create", "vm", "--disk", "64M", *guest_args(tiny_guest)).returncode == 0
@@ -39,7 +39,7 @@ def test_a_read_only_home_in_the_app(open_window, small_disk, tiny_guest, until,
     assert row_texts(window)["vm"] == "Stopped"
 
 
-def test_a_full_disk_in_the_new_vm_wizard(open_window, small_disk, until, monkeypatch):  # noqa: F811
+def test_a_full_disk_in_the_new_vm_wizard(small_disk, open_window, until, monkeypatch):  # noqa: F811
     disk = small_disk(4096)
     monkeypatch.setenv("HVDESK_HOME", str(disk.path))
     window = open_window()
