@@ -11,10 +11,10 @@ from hvdesk.console import keys
 from hvdesk.core.errors import NotFoundError
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import console, describe
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
-from hvdesk.engine.states import VmState
 from hvdesk.monitor.series import VmSample
 
 MIB = 1024 * 1024
@@ -139,14 +139,14 @@ def _format_info(data: dict) -> str:
 async def cmd_stats(manager: Manager, args: argparse.Namespace) -> int:
     machine = manager.get(args.name)
     await manager.refresh_state(machine)
-    machine.require(VmState.RUNNING, VmState.PAUSED, action="sample")
+    machine.require(Action.SAMPLE)
     monitor = Monitor(manager, interval=args.interval)
     await monitor.tick()  # the baseline: rates need two readings
     shown = 0
     while not args.count or shown < args.count:
         await asyncio.sleep(args.interval)
         await manager.refresh_state(machine)
-        if machine.state not in (VmState.RUNNING, VmState.PAUSED):
+        if not allows(Action.SAMPLE, machine.state):
             print(f"{machine.name!r} is {machine.state}", file=sys.stderr)
             return 1
         sample = (await monitor.tick()).get(machine.name)

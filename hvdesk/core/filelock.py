@@ -110,7 +110,8 @@ class FileLock:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
             since = time.time() - float(data["since"])
-            return f"hvdesk (pid {int(data['pid'])}) is {data['doing'] or 'using it'} ({since:.0f} s so far)"
+            doing = f"{data['doing']}, " if data["doing"] else ""
+            return f"hvdesk (pid {int(data['pid'])}) holds it ({doing}{since:.0f} s so far)"
         except (OSError, ValueError, KeyError, TypeError):
             return ""
 

@@ -12,13 +12,13 @@ from hvdesk.console.rfb import ConsoleEvents, RfbClient
 from hvdesk.core.errors import StateError
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
-from hvdesk.engine.states import VmState
+from hvdesk.engine.actions import Action, allows
 
 KEY_GAP = 0.02  # between key combos, so the guest sees each one separately
 
 
 def check_console(machine: Machine) -> None:
-    if machine.state not in (VmState.RUNNING, VmState.PAUSED):
+    if not allows(Action.TYPE, machine.state):  # the screen exists only while QEMU runs
         raise StateError(f"{machine.name!r} is {machine.state}: its screen exists only while it runs")
     if not machine.config.display.vnc or machine.config.display.vga == "none":
         raise StateError(f"{machine.name!r} has no console (its display is switched off in its settings)")

@@ -10,21 +10,18 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hvdesk.core.config import CdDrive, Disk, VmConfig
 from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, StateError
 from hvdesk.core.names import name_key, validate_name
 from hvdesk.engine.library_ops import existing_disk, existing_file
+from hvdesk.engine.actions import Action
+from hvdesk.engine.context import Engine
 from hvdesk.engine.machine import Machine
-from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, images
 from hvdesk.qemu.argv import CD_ID
 
-if TYPE_CHECKING:
-    from hvdesk.engine.manager import Manager
 
-STOPPED = (VmState.STOPPED, VmState.ABORTED)  # states in which disks can be added and removed
 # Settings a running VM takes without a restart.
 LIVE_FIELDS = {"name", "notes", "cdrom", "disks"}
 
@@ -39,18 +36,18 @@ def pending_changes(machine: Machine) -> list[str]:
                   if k not in LIVE_FIELDS and k != "schema" and now.get(k) != started.get(k))
 
 
-async def save_settings(manager: Manager, name: str, config: VmConfig) -> Machine:
+async def save_settings(manager: Engine, name: str, config: VmConfig) -> Machine:
     """Save edited settings; a changed CD is also applied live to a running VM. A rename also
     holds the library lock (taken first, as create and delete do), so names stay unique."""
     renaming = config.name != manager.get(name).name
     async with contextlib.AsyncExitStack() as stack:
         if renaming:
             await stack.enter_async_context(manager.library.lock().held(f"renaming VM {name!r}"))
-        machine = await stack.enter_async_context(manager.operate(name, "change the settings of"))
+        machine = await stack.enter_async_context(manager.operate(name, Action.EDIT))
         return await _save(manager, machine, config)
 
 
-async def _save(manager: Manager, machine: Machine, config: VmConfig) -> Machine:
+async def _save(manager: Engine, machine: Machine, config: VmConfig) -> Machine:
     """Save `config` for `machine`, whose guard the caller holds."""
     config = dataclasses.replace(config).validate()
     old = machine.config
@@ -71,7 +68,7 @@ def _iso(config: VmConfig) -> str | None:
     return config.cdrom.iso if config.cdrom else None
 
 
-def _rename(manager: Manager, machine: Machine, new_name: str) -> None:
+def _rename(manager: Engine, machine: Machine, new_name: str) -> None:
     validate_name(new_name)
     if machine.state.active:
         raise StateError(f"cannot rename {machine.name!r} while it is {machine.state}")
@@ -84,10 +81,10 @@ def _rename(manager: Manager, machine: Machine, new_name: str) -> None:
         manager.moved(machine, target)
 
 
-async def set_cd(manager: Manager, name: str, iso: Path | None) -> Machine:
+async def set_cd(manager: Engine, name: str, iso: Path | None) -> Machine:
     """Insert an ISO into the VM's CD drive (None ejects), live when it runs."""
     path = str(existing_file(iso, "ISO image")) if iso is not None else ""
-    async with manager.operate(name, "change the CD of") as machine:
+    async with manager.operate(name, Action.CHANGE_CD) as machine:
         config = dataclasses.replace(machine.config)
         if config.cdrom is None:
             if machine.state.active:
@@ -97,7 +94,7 @@ async def set_cd(manager: Manager, name: str, iso: Path | None) -> Machine:
         return await _save(manager, machine, config)
 
 
-async def _change_medium(manager: Manager, machine: Machine, iso: str | None) -> None:
+async def _change_medium(manager: Engine, machine: Machine, iso: str | None) -> None:
     if iso is None:
         raise StateError(f"cannot remove the CD drive of {machine.name!r} while it runs")
     if iso:
@@ -110,8 +107,8 @@ async def _change_medium(manager: Manager, machine: Machine, iso: str | None) ->
         await manager.command(machine, "eject", {"id": CD_ID, "force": True})
 
 
-async def add_new_disk(manager: Manager, name: str, size: int, bus: str = "virtio") -> Machine:
-    async with manager.operate(name, "add a disk to", *STOPPED) as machine:
+async def add_new_disk(manager: Engine, name: str, size: int, bus: str = "virtio") -> Machine:
+    async with manager.operate(name, Action.EDIT_DISKS) as machine:
         taken = {Path(d.path).name for d in machine.config.disks}
         number = next(n for n in range(len(taken) + 1) if f"disk{n}.qcow2" not in taken)
         filename = f"disk{number}.qcow2"
@@ -125,9 +122,9 @@ async def add_new_disk(manager: Manager, name: str, size: int, bus: str = "virti
             raise
 
 
-async def attach_disk(manager: Manager, name: str, path: Path, bus: str = "virtio", *,
+async def attach_disk(manager: Engine, name: str, path: Path, bus: str = "virtio", *,
                       allow_backing: bool = False) -> Machine:
-    async with manager.operate(name, "attach a disk to", *STOPPED) as machine:
+    async with manager.operate(name, Action.EDIT_DISKS) as machine:
         disk = await existing_disk(manager, path, folder=machine.entry.folder, allow_backing=allow_backing)
         disk = dataclasses.replace(disk, bus=bus)
         if any(machine.paths.resolve(d.path) == Path(disk.path) for d in machine.config.disks):
@@ -136,10 +133,10 @@ async def attach_disk(manager: Manager, name: str, path: Path, bus: str = "virti
         return await _save(manager, machine, config)
 
 
-async def remove_disk(manager: Manager, name: str, index: int, *, delete_file: bool = False) -> Machine:
+async def remove_disk(manager: Engine, name: str, index: int, *, delete_file: bool = False) -> Machine:
     """Detach a disk; `delete_file` also deletes it, if hvdesk created it for this VM and no
     other VM or process uses it."""
-    async with manager.operate(name, "remove a disk from", *STOPPED) as machine:
+    async with manager.operate(name, Action.EDIT_DISKS) as machine:
         disk = _disk(machine, index)
         path = machine.paths.resolve(disk.path)
         config = dataclasses.replace(machine.config, disks=[d for i, d in enumerate(machine.config.disks)
@@ -155,9 +152,9 @@ async def remove_disk(manager: Manager, name: str, index: int, *, delete_file: b
         return machine
 
 
-async def resize_disk(manager: Manager, name: str, index: int, size: int) -> images.ImageInfo:
+async def resize_disk(manager: Engine, name: str, index: int, size: int) -> images.ImageInfo:
     """Grow a disk; live through QMP when the VM runs (the guest sees the new size at once)."""
-    async with manager.operate(name, "resize a disk of") as machine:
+    async with manager.operate(name, Action.RESIZE_DISK) as machine:
         disk = _disk(machine, index)
         path = machine.paths.resolve(disk.path)
         if not machine.state.active:

@@ -9,7 +9,6 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psutil
 
@@ -22,12 +21,12 @@ from hvdesk.core.osinfo import preset
 from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths
 from hvdesk.core.units import format_size
 from hvdesk.engine import runtime
+from hvdesk.engine.actions import Action
+from hvdesk.engine.context import Engine
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, firmware, images, tpm
 
-if TYPE_CHECKING:
-    from hvdesk.engine.manager import Manager
 
 NEW_DISK_NAME = "disk0.qcow2"
 GIB = 1024**3  # not named after the VM, so a rename never orphans it
@@ -63,7 +62,7 @@ def host_limits() -> tuple[int, int]:
     return psutil.virtual_memory().total // (1024 * 1024), os.cpu_count() or 1
 
 
-async def create(manager: Manager, request: CreateRequest) -> Machine:
+async def create(manager: Engine, request: CreateRequest) -> Machine:
     """Make a new VM. It is built in a hidden staging folder and moved into the library in one
     rename, under the library lock: no other process sees it half-made or takes its name, and
     a create killed half-way leaves only a staging folder that the next Manager removes."""
@@ -100,7 +99,7 @@ async def create(manager: Manager, request: CreateRequest) -> Machine:
     return machine
 
 
-async def _plan(manager: Manager, request: CreateRequest) -> tuple[VmConfig, Detection | NotRecognised | None]:
+async def _plan(manager: Engine, request: CreateRequest) -> tuple[VmConfig, Detection | NotRecognised | None]:
     """The new VM's config, with every input checked; nothing written yet."""
     validate_name(request.name)
     if manager.library.exists(request.name):
@@ -162,7 +161,7 @@ def existing_file(path: Path, what: str) -> Path:
     return path
 
 
-async def existing_disk(manager: Manager, path: Path, *, folder: Path | None = None,
+async def existing_disk(manager: Engine, path: Path, *, folder: Path | None = None,
                         allow_backing: bool = False) -> Disk:
     """An image to attach, as a Disk with its backing chain pinned. Backing images outside the VM's
     `folder` (all of them, for a VM not created yet) are refused unless `allow_backing`: a crafted
@@ -192,7 +191,7 @@ def describe_chain(chain: list[images.ImageInfo]) -> str:
     return " <- ".join(f"{layer.path} ({layer.format})" for layer in reversed(chain))
 
 
-async def delete(manager: Manager, name: str, *, keep_disks: bool = False) -> DeleteResult:
+async def delete(manager: Engine, name: str, *, keep_disks: bool = False) -> DeleteResult:
     """Remove a stopped VM: its folder, and the disks hvdesk created for it unless `keep_disks`.
 
     Only files inside the VM's folder are ever removed; of those, disks another VM uses are kept,
@@ -200,9 +199,7 @@ async def delete(manager: Manager, name: str, *, keep_disks: bool = False) -> De
     (its pidfile may be gone: the processes themselves are checked)."""
     library = manager.library
     async with library.lock().held(f"deleting VM {name!r}"):
-        async with manager.operate(name, "delete") as machine:
-            if machine.state.active:
-                raise StateError(f"cannot delete {machine.name!r}: it is {machine.state}; stop it first")
+        async with manager.operate(name, Action.DELETE) as machine:
             folder = machine.entry.folder
             uuid = machine.entry.config.uuid if machine.entry.config is not None else None
             live = discovery.find_vm_qemu(uuid, folder, fresh=True)
@@ -232,7 +229,7 @@ async def delete(manager: Manager, name: str, *, keep_disks: bool = False) -> De
             return result
 
 
-def _files_to_keep(manager: Manager, machine: Machine, keep_disks: bool) -> dict[Path, str]:
+def _files_to_keep(manager: Engine, machine: Machine, keep_disks: bool) -> dict[Path, str]:
     """Disk files the delete must leave, each with why: attached from elsewhere, asked to keep,
     or used by another VM of the library (attached there too)."""
     folder = machine.entry.folder
@@ -254,7 +251,7 @@ def _files_to_keep(manager: Manager, machine: Machine, keep_disks: bool) -> dict
     return keep
 
 
-def _disks_of_other_vms(manager: Manager, machine: Machine) -> list[tuple[str, Path]]:
+def _disks_of_other_vms(manager: Engine, machine: Machine) -> list[tuple[str, Path]]:
     """(VM name, disk path) for every disk every other VM of the library names, read fresh from
     disk; an inaccessible vm.toml is still read for its disk paths, as far as it can be."""
     found = []

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from hvdesk.core.config import VmConfig
 from hvdesk.core.errors import StateError
 from hvdesk.core.storage import VmEntry
+from hvdesk.engine.actions import Action, allows, refusal
 from hvdesk.engine.runtime import RunInfo, vm_paths
 from hvdesk.engine.states import VmState
 from hvdesk.qemu.argv import VmPaths
@@ -48,9 +49,7 @@ class Machine:
             self._paths = (key, vm_paths(*key))
         return self._paths[1]
 
-    def require(self, *states: VmState, action: str) -> None:
-        """Raise StateError unless the VM is in one of `states`."""
-        if self.state == VmState.INACCESSIBLE:
-            raise StateError(f"cannot {action} {self.name!r}: it is inaccessible ({self.reason})")
-        if self.state not in states:
-            raise StateError(f"cannot {action} {self.name!r}: it is {self.state}")
+    def require(self, action: Action) -> None:
+        """Raise StateError unless the VM's state allows `action` (the one table, in actions.py)."""
+        if not allows(action, self.state):
+            raise StateError(refusal(action, self.name, self.state, self.reason))

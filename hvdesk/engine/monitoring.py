@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hvdesk.core.errors import HvdeskError
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
-from hvdesk.engine.states import VmState
 from hvdesk.monitor import readers
 from hvdesk.monitor.series import DEFAULT_CAPACITY, HostSeries, VmReading, VmSample, VmSeries
 from hvdesk.qemu.argv import BALLOON_ID
@@ -83,7 +83,7 @@ class Monitor:
         """Sample every running VM and the host once; returns {VM name: sample}."""
         cpu_before = time.process_time()
         live = [m for m in self.manager.machines()
-                if m.state in (VmState.RUNNING, VmState.PAUSED) and m.pid is not None]
+                if allows(Action.SAMPLE, m.state) and m.pid is not None]
         samples = {}
         for machine in live:
             reading = await self._read(machine)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMenu, QPushBut
 from hvdesk.console import keys
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
 from hvdesk.core.errors import ConsoleError, HvdeskError
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine import console as engine_console
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
@@ -114,7 +115,7 @@ class ConsoleWindow(QMainWindow):
             self.close()
             return
         self.setWindowTitle(f"{machine.name} [{machine.state}] — hvdesk")
-        if machine.state in (VmState.RUNNING, VmState.PAUSED):
+        if allows(Action.SHOW, machine.state):
             if self.client is None and not self._connecting:
                 self._connecting = True
                 asyncio.ensure_future(self._connect())
@@ -165,7 +166,7 @@ class ConsoleWindow(QMainWindow):
 
     def _show_stopped(self, text: str) -> None:
         self.stopped_label.setText(text)
-        self.start_button.setVisible(self.machine.state in (VmState.STOPPED, VmState.ABORTED))
+        self.start_button.setVisible(allows(Action.START, self.machine.state))
         self.pages.setCurrentWidget(self.stopped_page)
 
     def _start(self) -> None:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QLabel, QLineEdit, QMainWindow, QMenu, QMessageBo
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from hvdesk import __version__
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.boot_watch import BootWatch, restart_under_tcg
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
@@ -32,39 +33,37 @@ from hvdesk.ui.vm_list import MACHINE_ROLE, VmFilterModel, VmListModel, VmListVi
 from hvdesk.ui.welcome import WelcomePage
 
 S = VmState
-STARTABLE = (S.STOPPED, S.ABORTED)
-LIVE = (S.RUNNING, S.PAUSED)
 
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One user action: how it looks, and in which VM states it is available."""
+    """One user action: how it looks, and which engine actions it offers (the engine's table of
+    states says when they are available)."""
 
     key: str
     text: str
     icon: str
     shortcut: str | QKeySequence.StandardKey | None
-    states: tuple[VmState, ...] | None  # None: needs no selected VM
+    actions: tuple[Action, ...]  # available when any of them is; empty: needs no selected VM
     tip: str
 
 
 ACTIONS = (
-    ActionSpec("new", "&New…", "new", QKeySequence.StandardKey.New, None, "Create a new virtual machine"),
-    ActionSpec("settings", "&Settings…", "settings", "Ctrl+S", tuple(s for s in S if s != S.INACCESSIBLE),
-               "Change the selected VM's settings"),
-    ActionSpec("start", "S&tart", "start", "Ctrl+T", STARTABLE, "Start the selected VM"),
-    ActionSpec("show", "S&how", "show", "Ctrl+O", LIVE, "Open the VM's screen in a console window"),
-    ActionSpec("pause", "&Pause", "pause", "Ctrl+P", LIVE, "Pause or resume the selected VM"),
-    ActionSpec("shutdown", "ACPI &Shutdown", "shutdown", "Ctrl+H", (S.RUNNING,),
+    ActionSpec("new", "&New…", "new", QKeySequence.StandardKey.New, (), "Create a new virtual machine"),
+    ActionSpec("settings", "&Settings…", "settings", "Ctrl+S", (Action.EDIT,), "Change the selected VM's settings"),
+    ActionSpec("start", "S&tart", "start", "Ctrl+T", (Action.START,), "Start the selected VM"),
+    ActionSpec("show", "S&how", "show", "Ctrl+O", (Action.SHOW,), "Open the VM's screen in a console window"),
+    ActionSpec("pause", "&Pause", "pause", "Ctrl+P", (Action.PAUSE, Action.RESUME), "Pause or resume the selected VM"),
+    ActionSpec("shutdown", "ACPI &Shutdown", "shutdown", "Ctrl+H", (Action.SHUTDOWN,),
                "Press the VM's power button: the guest shuts down by itself"),
-    ActionSpec("poweroff", "Power &Off", "poweroff", "Ctrl+Shift+F", (*LIVE, S.STARTING, S.STOPPING),
+    ActionSpec("poweroff", "Power &Off", "poweroff", "Ctrl+Shift+F", (Action.STOP,),
                "Turn the VM off at once, like pulling the plug"),
-    ActionSpec("reset", "&Reset", "reset", "Ctrl+R", LIVE, "Hard-reset the VM"),
-    ActionSpec("delete", "&Delete…", "delete", QKeySequence.StandardKey.Delete,
-               (S.STOPPED, S.ABORTED, S.INACCESSIBLE), "Delete the selected VM"),
-    ActionSpec("log", "Show &Log…", "log", "Ctrl+L", tuple(s for s in S if s != S.INACCESSIBLE),
+    ActionSpec("reset", "&Reset", "reset", "Ctrl+R", (Action.RESET,), "Hard-reset the VM"),
+    ActionSpec("delete", "&Delete…", "delete", QKeySequence.StandardKey.Delete, (Action.DELETE,),
+               "Delete the selected VM"),
+    ActionSpec("log", "Show &Log…", "log", "Ctrl+L", (Action.SHOW_LOG,),
                "Show the QEMU and serial logs of the selected VM"),
-    ActionSpec("overview", "Host &Overview…", "overview", "Ctrl+G", None,
+    ActionSpec("overview", "Host &Overview…", "overview", "Ctrl+G", (),
                "All running VMs' CPU and memory against the host's"),
 )
 
@@ -226,7 +225,7 @@ class MainWindow(QMainWindow):
         self._update_page()
         state = machine.state if machine else None
         for spec in ACTIONS:
-            enabled = spec.states is None or (state is not None and state in spec.states)
+            enabled = not spec.actions or (state is not None and any(allows(a, state) for a in spec.actions))
             self.actions_by_key[spec.key].setEnabled(enabled)
         paused = state == S.PAUSED
         pause = self.actions_by_key["pause"]
@@ -244,9 +243,9 @@ class MainWindow(QMainWindow):
 
     def _on_double_click(self, index: QModelIndex) -> None:
         machine = index.data(MACHINE_ROLE)
-        if machine.state in STARTABLE:
+        if allows(Action.START, machine.state):
             self.start_vm()
-        elif machine.state in LIVE:
+        elif allows(Action.SHOW, machine.state):
             self.show_console()
 
     def _context_menu(self, pos) -> None:

@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QWidget
 
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
 from hvdesk.core.errors import HvdeskError
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine import console as engine_console
 from hvdesk.engine.machine import Machine
-from hvdesk.engine.states import VmState
 
 REFRESH_MS = 1000
 
@@ -32,7 +32,7 @@ class PreviewWidget(QWidget):
 
     def show_machine(self, machine: Machine | None) -> None:
         """Follow `machine` (None: nothing); connects while it runs, disconnects otherwise."""
-        live = machine is not None and machine.state in (VmState.RUNNING, VmState.PAUSED) \
+        live = machine is not None and allows(Action.SHOW, machine.state) \
             and machine.entry.config is not None and machine.config.display.vnc
         if machine is self.machine and live == (self._task is not None):
             return
@@ -54,7 +54,7 @@ class PreviewWidget(QWidget):
             self._timer.start()
             await client.run()
         except HvdeskError as exc:
-            self.message = str(exc) if machine.state in (VmState.RUNNING, VmState.PAUSED) else "Not running"
+            self.message = str(exc) if allows(Action.SHOW, machine.state) else "Not running"
         finally:
             self._timer.stop()
             if client is not None:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledIt
 
 from hvdesk.core.osinfo import presets
 from hvdesk.core.units import format_approx, format_size
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
@@ -79,7 +80,7 @@ class VmListModel(QAbstractTableModel):
     def _on_tick(self) -> None:
         # Only rows with fresh samples change; a VM that stopped gets one last update to clear.
         for row, machine in enumerate(self._rows):
-            live = machine.state in (VmState.RUNNING, VmState.PAUSED)
+            live = allows(Action.SAMPLE, machine.state)
             if live or machine.entry.folder in self._shown_live:
                 self.dataChanged.emit(self.index(row, CPU), self.index(row, USED))
             if live:
@@ -89,7 +90,7 @@ class VmListModel(QAbstractTableModel):
 
     def _live(self, machine: Machine, column: int, role: int):
         series = self._monitor.series.get(machine.entry.folder)
-        sample = series.latest if series is not None and machine.state in (VmState.RUNNING, VmState.PAUSED) \
+        sample = series.latest if series is not None and allows(Action.SAMPLE, machine.state) \
             else None
         if role == SPARK_ROLE and column == CPU:
             return series.rings["cpu"].values(SPARK_POINTS) if sample is not None else None

@@ -77,7 +77,7 @@ async def test_disks_add_resize_remove(manager, guest_request, tiny_guest):
 
     await manager.start("disks")
     await wait_for_serial(machine.paths.serial_log, tiny_guest.marker)
-    with pytest.raises(StateError, match="cannot add a disk to 'disks': it is running"):
+    with pytest.raises(StateError, match="cannot change the disks of 'disks': it is running; stop it first"):
         await editing.add_new_disk(manager, "disks", MIB)
     grown = await editing.resize_disk(manager, "disks", 0, 96 * MIB)  # live, through QMP
     assert grown.virtual_size == 96 * MIB

@@ -1,0 +1,71 @@
+"""Which VM states allow which action: the one table the engine's guard, the command line and the
+app's menus all ask (in the manner of virt-manager's is_runable/is_pauseable, said once)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from hvdesk.engine.states import VmState
+
+S = VmState
+
+
+class Action(StrEnum):
+    """What a person can do to a VM; the value reads in a sentence: "cannot <value> 'web'"."""
+
+    START = "start"
+    SHOW = "show the screen of"
+    PAUSE = "pause"
+    RESUME = "resume"
+    SHUTDOWN = "shut down"
+    STOP = "stop"  # the power button and wait, or turn it off
+    RESET = "reset"
+    DELETE = "delete"
+    EDIT = "change the settings of"
+    EDIT_DISKS = "change the disks of"  # add, attach, remove
+    RESIZE_DISK = "resize a disk of"
+    CHANGE_CD = "change the CD of"
+    SHOW_LOG = "show the log of"
+    SAMPLE = "sample"  # live CPU, memory and disk figures
+    TYPE = "type on"  # keys and screenshots through the console
+
+
+_LIVE = frozenset({S.RUNNING, S.PAUSED})
+_HAS_CONFIG = frozenset(S) - {S.INACCESSIBLE}
+
+ALLOWED: dict[Action, frozenset[VmState]] = {
+    Action.START: frozenset({S.STOPPED, S.ABORTED}),
+    Action.SHOW: _LIVE,
+    Action.PAUSE: frozenset({S.RUNNING}),
+    Action.RESUME: frozenset({S.PAUSED}),
+    Action.SHUTDOWN: frozenset({S.RUNNING}),
+    Action.STOP: frozenset({S.RUNNING, S.PAUSED, S.STOPPING}),
+    Action.RESET: _LIVE,
+    Action.DELETE: frozenset({S.STOPPED, S.ABORTED, S.INACCESSIBLE}),
+    Action.EDIT: _HAS_CONFIG,
+    Action.EDIT_DISKS: frozenset({S.STOPPED, S.ABORTED}),
+    Action.RESIZE_DISK: _HAS_CONFIG,
+    Action.CHANGE_CD: _HAS_CONFIG,
+    Action.SHOW_LOG: _HAS_CONFIG,
+    Action.SAMPLE: _LIVE,
+    Action.TYPE: _LIVE,
+}
+
+
+# What to do about a refusal, where there is one thing to do.
+HINTS: dict[tuple[Action, VmState], str] = {
+    **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS)
+       for state in (S.RUNNING, S.PAUSED, S.STARTING, S.STOPPING)},
+    (Action.START, S.INACCESSIBLE): "fix or remove its vm.toml",
+}
+
+
+def allows(action: Action, state: VmState) -> bool:
+    return state in ALLOWED[action]
+
+
+def refusal(action: Action, name: str, state: VmState, reason: str = "") -> str:
+    """The one-line reason `action` cannot be done to the VM `name` in `state`."""
+    what = f"inaccessible ({reason})" if state == S.INACCESSIBLE else str(state)
+    hint = HINTS.get((action, state))
+    return f"cannot {action} {name!r}: it is {what}" + (f"; {hint}" if hint else "")

@@ -1,0 +1,165 @@
+"""Starting and stopping VMs: start, stop (power button, or off), shut down, pause, resume, reset.
+Each goes through the guard, which holds the VM and checks the action against its state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from hvdesk.core.errors import DiskInUseError, HvdeskError, QemuError, StateError
+from hvdesk.engine import launch_plan, runtime
+from hvdesk.engine.actions import Action
+from hvdesk.engine.guard import Guard
+from hvdesk.engine.machine import Machine
+from hvdesk.engine.registry import Registry
+from hvdesk.engine.states import IO_ERROR, VmState
+from hvdesk.engine.watcher import Watcher
+from hvdesk.qemu import tpm
+from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
+
+QUIT_GRACE = 5.0  # seconds QEMU gets to exit after `quit` before it is killed
+RESUME_CHECKS = (0.05, 0.1, 0.2)  # after a disk error, seconds between looks for a stop again
+
+
+class Lifecycle:
+    def __init__(self, registry: Registry, watcher: Watcher, guard: Guard) -> None:
+        self.registry = registry
+        self.watcher = watcher
+        self.guard = guard
+
+    async def start(self, name: str, *, paused: bool = False) -> Machine:
+        """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
+        async with self.guard.operate(name, Action.START) as machine:
+            config, paths = machine.config, machine.paths
+            await launch_plan.check_images(machine)
+            # A first start probes the accelerator and asks QEMU its version: off the event loop then.
+            if launch_plan.is_quick(machine):
+                argv, choice = launch_plan.plan(machine)
+            else:
+                argv, choice = await asyncio.to_thread(launch_plan.plan, machine)
+            runtime.prepare_run_dir(paths)
+            runtime.prepare_logs(paths)
+            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict(), paused)
+            runtime.write_run_info(paths, run)
+            previous = machine.state
+            self.registry.set_state(machine, VmState.STARTING)
+            try:
+                if config.tpm:  # before QEMU, which connects to its socket at start-up
+                    await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
+                                     paths.qemu_log.with_name("swtpm.log"))
+                machine.pid = await launch(argv, paths.pidfile, paths.qemu_log)
+            except QemuError as exc:
+                launch_plan.stop_swtpm(paths)
+                runtime.remove_run_dir(paths)
+                self.registry.set_state(machine, previous, machine.reason)
+                raise self._explain_launch_failure(machine, exc) from None
+            run.pid = machine.pid
+            runtime.write_run_info(paths, run)
+            machine.run = run
+            await self._connect_and_go(machine, paused)
+            runtime.clear_aborted(paths)
+            self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
+            return machine
+
+    async def _connect_and_go(self, machine: Machine, paused: bool) -> None:
+        paths = machine.paths
+        session = self.watcher.event_session(machine)
+        try:
+            await session.connect(paths.qmp_socket if self.watcher.watch else paths.ctl_socket)
+            if not paused:
+                await session.execute("cont")
+        except QemuError as exc:
+            await session.close()
+            machine.expect_exit = True
+            if machine.pid is not None:
+                await terminate(machine.pid)
+            self.watcher.note_exit(machine, expected=True, owner=True)
+            raise QemuError(f"{machine.name}: QEMU started but its control socket failed ({exc})",
+                            log_tail(paths.qemu_log)) from None
+        if self.watcher.watch:
+            self.watcher.follow(machine, session)
+        else:
+            await session.close()
+
+    def _explain_launch_failure(self, machine: Machine, exc: QemuError) -> HvdeskError:
+        text = str(exc)
+        if 'Failed to get "write" lock' in text or "Failed to get shared" in text:
+            image = text.split("using the image [", 1)[-1].split("]", 1)[0] if "[" in text else "a disk image"
+            holder = self.registry.holder_of(Path(image), exclude=machine)
+            by = f" by VM {holder!r}" if holder else " by another process"
+            return DiskInUseError(f"cannot start {machine.name!r}: disk image {image} is in use{by}")
+        return QemuError(f"cannot start {machine.name!r}: {exc.args[0]}", exc.log_tail)
+
+    async def stop(self, name: str, *, force: bool = False, timeout: float = 60.0) -> Machine:
+        """Press the ACPI power button and wait for the guest to power off; with `force`, turn it
+        off after `timeout` s (at once when timeout is 0)."""
+        async with self.guard.operate(name, Action.STOP) as machine:
+            if timeout > 0 and machine.state == VmState.PAUSED and not force:
+                raise StateError(f"{machine.name!r} is paused, so its guest cannot see the power button: "
+                                 "resume it first, or force it off")
+            if timeout > 0 and machine.state != VmState.PAUSED:
+                await self._press_power_button(machine)
+                if machine.pid is not None and await wait_gone(machine.pid, timeout):
+                    await self._settle_exit(machine)
+                    return machine
+                if not force:
+                    self.registry.set_state(machine, VmState.RUNNING)
+                    raise StateError(f"{machine.name!r} did not power off within {timeout:g} s "
+                                     "(the guest may ignore the power button); force it off to stop it")
+            await self._force_off(machine)
+            return machine
+
+    async def shutdown(self, name: str) -> Machine:
+        """Press the ACPI power button and return; the guest powers off in its own time."""
+        async with self.guard.operate(name, Action.SHUTDOWN) as machine:
+            await self._press_power_button(machine)
+            return machine
+
+    async def _press_power_button(self, machine: Machine) -> None:
+        await self.watcher.command(machine, "system_powerdown")
+        self.registry.set_state(machine, VmState.STOPPING, "ACPI shutdown requested")
+
+    async def _force_off(self, machine: Machine) -> None:
+        """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL."""
+        machine.expect_exit = True
+        pid = machine.pid
+        try:
+            await self.watcher.command(machine, "quit", timeout=3.0)
+        except QemuError:
+            pass
+        if pid is not None and not await wait_gone(pid, QUIT_GRACE):
+            await terminate(pid)
+        await self._settle_exit(machine)
+
+    async def _settle_exit(self, machine: Machine) -> None:
+        """The end of a stop, whose operation holds the VM."""
+        await self.watcher.drop_session(machine)
+        self.watcher.note_exit(machine, expected=True, owner=True)
+
+    async def pause(self, name: str) -> Machine:
+        async with self.guard.operate(name, Action.PAUSE) as machine:
+            await self.watcher.command(machine, "stop")
+            self.registry.set_state(machine, VmState.PAUSED)
+            return machine
+
+    async def resume(self, name: str) -> Machine:
+        """Let the vCPUs run again. A VM stopped by a disk error retries the failed write at once
+        and stops again if the error persists: then the resume failed, and says why."""
+        async with self.guard.operate(name, Action.RESUME) as machine:
+            after_io_error = machine.reason == IO_ERROR
+            await self.watcher.command(machine, "cont")
+            self.registry.set_state(machine, VmState.RUNNING)
+            for delay in RESUME_CHECKS if after_io_error else ():
+                await asyncio.sleep(delay)
+                status = (await self.watcher.command(machine, "query-status"))["status"]
+                if status == "io-error":
+                    self.registry.set_state(machine, VmState.PAUSED, IO_ERROR)
+                    raise StateError(f"{machine.name!r} stopped again at once: the disk error persists "
+                                     "(is the host's disk full? free some space, then resume)")
+            return machine
+
+    async def reset(self, name: str) -> Machine:
+        async with self.guard.operate(name, Action.RESET) as machine:
+            await self.watcher.command(machine, "system_reset")
+            return machine
