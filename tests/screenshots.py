@@ -107,7 +107,7 @@ async def shoot_console(manager, window) -> None:
 async def shoot() -> None:
     from hvdesk.engine.manager import Manager
     from hvdesk.engine.monitoring import Monitor
-    from hvdesk.ui.app import accelerator_status
+    from hvdesk.engine.host import accelerator_status
     from hvdesk.ui.main_window import MainWindow
     from hvdesk.ui.settings_dialog import SettingsDialog
 

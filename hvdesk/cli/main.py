@@ -12,10 +12,10 @@ from pathlib import Path
 
 from hvdesk import __version__
 from hvdesk.cli import commands
+from hvdesk.engine import host
 from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
 from hvdesk.core.units import parse_size
-from hvdesk.qemu.binaries import find_emulator, program_version
 
 MIB = 1024 * 1024
 
@@ -49,12 +49,7 @@ def _seconds(text: str) -> float:
 
 class _VersionAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        try:
-            emulator = find_emulator()
-            qemu = f"QEMU {program_version(emulator, cache_dir())} ({emulator})"
-        except HvdeskError as exc:
-            qemu = str(exc)
-        print(f"hvdesk {__version__}\n{qemu}")
+        print(f"hvdesk {__version__}\n{host.qemu_version()}")
         parser.exit()
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hvdesk.core.errors import HvdeskError
-from hvdesk.core.paths import cache_dir
+from hvdesk.engine import host
 from hvdesk.engine.machine import Machine
-from hvdesk.qemu import accel, binaries, images
+from hvdesk.qemu import images
 
 
 def summary(machine: Machine) -> dict:
@@ -66,11 +66,10 @@ def _accelerator(machine: Machine) -> dict | None:
     """The accelerator the running QEMU uses, or the one the next start would choose."""
     if machine.run is not None:
         return {"name": machine.run.accel, "reason": machine.run.accel_reason, "in_use": True}
-    try:
-        choice = accel.choose(machine.config.accel, binaries.find_emulator(), cache_dir())
-    except HvdeskError:
+    found = host.accelerator(machine.config.accel)
+    if found is None:
         return None
-    return {"name": choice.name, "reason": choice.reason, "in_use": False}
+    return {"name": found[0], "reason": found[1], "in_use": False}
 
 
 def _disk(machine: Machine, disk) -> dict:

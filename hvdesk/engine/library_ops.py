@@ -10,7 +10,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 
 from hvdesk.core.config import BackingImage, CdDrive, Disk, KernelBoot, VmConfig
 from hvdesk.core.errors import (BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError,
@@ -23,6 +22,7 @@ from hvdesk.core.units import format_size
 from hvdesk.engine import runtime
 from hvdesk.engine.actions import Action
 from hvdesk.engine.context import Engine
+from hvdesk.engine.host import host_limits
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, firmware, images, tpm
@@ -55,11 +55,6 @@ class DeleteResult:
     removed: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     reasons: dict[Path, str] = field(default_factory=dict)  # why each kept file was kept
-
-
-def host_limits() -> tuple[int, int]:
-    """(memory in MiB, logical CPUs) of this host."""
-    return psutil.virtual_memory().total // (1024 * 1024), os.cpu_count() or 1
 
 
 async def create(manager: Engine, request: CreateRequest) -> Machine:

@@ -18,12 +18,11 @@ from PySide6.QtWidgets import QApplication
 
 from hvdesk import APP_NAME, __version__
 from hvdesk.core.errors import HvdeskError, user_message
-from hvdesk.core.paths import cache_dir
+from hvdesk.engine import host
 from hvdesk.engine.boot_watch import BootWatch
 from hvdesk.engine.install import InstallFlow
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
-from hvdesk.qemu import accel, binaries
 from hvdesk.ui.icons import app_icon
 from hvdesk.ui.main_window import MainWindow
 
@@ -45,16 +44,6 @@ class _QuitAfterFirstPaint(QObject):
         return False
 
 
-def accelerator_status() -> str:
-    """One line for the status bar: which accelerator new VMs get, and why."""
-    try:
-        emulator = binaries.find_emulator()
-    except HvdeskError as exc:
-        return f"⚠ {exc}"
-    choice = accel.choose("auto", emulator, cache_dir())
-    return f"Accelerator: {choice.describe()}"
-
-
 async def run_app(app: QApplication, smoke_test: bool, started: float, interval: float) -> int:
     manager = Manager(watch=True)
     await manager.open()
@@ -68,7 +57,7 @@ async def run_app(app: QApplication, smoke_test: bool, started: float, interval:
     window.show()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)
-    window.accel_label.setText(await asyncio.to_thread(accelerator_status))
+    window.accel_label.setText(await asyncio.to_thread(host.accelerator_status))
     await closed.wait()
     await window.runner.wait_idle()
     await boot_watch.close()

@@ -19,7 +19,8 @@ from hvdesk.core.iso import Detection, NotRecognised, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import preset, presets
 from hvdesk.core.units import format_approx, format_size
-from hvdesk.engine.library_ops import CreateRequest, host_limits
+from hvdesk.engine.host import host_limits
+from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
 from hvdesk.ui.files import DISK_FILTER, ISO_FILTER, choose_file, file_row

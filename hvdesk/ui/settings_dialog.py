@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVB
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine import editing
-from hvdesk.engine.library_ops import host_limits
+from hvdesk.engine.host import host_limits
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs

@@ -12,10 +12,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QHBoxLayout, QHea
 
 from hvdesk.core.config import CD_BUSES, DISK_BUSES, CdDrive, VmConfig
 from hvdesk.core.units import format_approx, format_size
-from hvdesk.engine import editing
+from hvdesk.engine import editing, host
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
-from hvdesk.qemu import images
 from hvdesk.ui import prefs
 from hvdesk.ui.backing_prompt import ask_to_allow_backing
 from hvdesk.ui.files import DISK_FILTER, ISO_FILTER, choose_file
@@ -119,7 +118,7 @@ class StoragePage(Page):
 
     async def _fill_size(self, row: int, path: Path) -> None:
         try:
-            info = await images.info(path, force_share=True)
+            info = await host.image_info(path)
             text = f"{format_size(info.virtual_size)} ({format_approx(info.actual_size)} used)"
             if row == self.disks.currentRow():
                 self.grow_to.setMinimum(max(1, -(-info.virtual_size // GIB)))

@@ -1,0 +1,55 @@
+"""What the faces need to know of the host, so that neither the app nor the command line reaches
+into hvdesk.qemu itself: the emulator and its version, the accelerator new VMs get and why, the
+host's size, and what a disk image holds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+
+from hvdesk.core.errors import HvdeskError
+from hvdesk.core.paths import cache_dir
+from hvdesk.qemu import accel, binaries, images
+from hvdesk.qemu.images import ImageInfo
+
+__all__ = ["ImageInfo", "accelerator", "accelerator_status", "host_limits", "image_info", "qemu_version"]
+
+
+def host_limits() -> tuple[int, int]:
+    """(memory in MiB, logical CPUs) of this host."""
+    return psutil.virtual_memory().total // (1024 * 1024), os.cpu_count() or 1
+
+
+def qemu_version() -> str:
+    """`QEMU 7.2.22 (/usr/bin/qemu-system-x86_64)`, or why there is none."""
+    try:
+        emulator = binaries.find_emulator()
+        return f"QEMU {binaries.program_version(emulator, cache_dir())} ({emulator})"
+    except HvdeskError as exc:
+        return str(exc)
+
+
+def accelerator(requested: str = "auto") -> tuple[str, str] | None:
+    """(accelerator, why) that a VM asking for `requested` gets at its next start; None without QEMU.
+    The first call may run the probe (under a second); later ones read its cached result."""
+    try:
+        choice = accel.choose(requested, binaries.find_emulator(), cache_dir())
+    except HvdeskError:
+        return None
+    return choice.name, choice.reason
+
+
+def accelerator_status() -> str:
+    """One line for a status bar: which accelerator new VMs get, and why (or what is missing)."""
+    try:
+        choice = accel.choose("auto", binaries.find_emulator(), cache_dir())
+    except HvdeskError as exc:
+        return f"⚠ {exc}"
+    return f"Accelerator: {choice.describe()}"
+
+
+async def image_info(path: Path) -> ImageInfo:
+    """Format and sizes of a disk image, also while a running VM holds it (for showing only)."""
+    return await images.info(path, force_share=True)
