@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, 
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.iso import Detection, NotRecognised, detect
-from hvdesk.core.names import validate_name
+from hvdesk.core.names import name_key, validate_name
 from hvdesk.core.osinfo import preset, presets
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine.host import host_limits
@@ -150,7 +150,9 @@ class NamePage(QWizardPage):
         problem = ""
         try:
             validate_name(self.name.text())
-            if self.manager.library.exists(self.name.text()):
+            # The names in memory (the watcher keeps them current), not a rescan of the library on
+            # every keystroke; the engine checks again, under the library lock, when it creates.
+            if any(name_key(m.name) == name_key(self.name.text()) for m in self.manager.machines()):
                 problem = f"A VM named “{self.name.text()}” already exists."
         except HvdeskError as exc:
             problem = "" if not self.name.text() else str(exc)
