@@ -34,7 +34,7 @@ from typing import Any
 
 GREETING = {"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "(fake)"},
                     "capabilities": ["oob"]}}
-Event = tuple[str, dict]
+Event = tuple[str, object] | dict  # (name, data), or a whole message written as it is
 
 
 def status_reply(status: str) -> dict:
@@ -42,7 +42,7 @@ def status_reply(status: str) -> dict:
     return {"status": status, "singlestep": False, "running": status == "running"}
 
 
-def event_message(name: str, data: dict | None = None) -> dict:
+def event_message(name: str, data: object = None) -> dict:
     now = time.time()
     message: dict[str, Any] = {"event": name, "timestamp": {"seconds": int(now), "microseconds": int(now % 1 * 1e6)}}
     if data is not None:
@@ -83,11 +83,11 @@ class Behaviour:
 async def _reply(connection: Connection, request: dict, message: dict, events_before: Sequence[Event] = (),
                  events_after: Sequence[Event] = ()) -> bool:
     """`message` with the request's id, with events around it in the same write."""
-    for name, data in events_before:
-        connection.write(event_message(name, data))
+    for event in events_before:
+        connection.write(event if isinstance(event, dict) else event_message(*event))
     connection.write({**message, "id": request["id"]} if "id" in request else message)
-    for name, data in events_after:
-        connection.write(event_message(name, data))
+    for event in events_after:
+        connection.write(event if isinstance(event, dict) else event_message(*event))
     await connection.flush()
     return True
 
