@@ -65,8 +65,8 @@ class QmpSession:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                detail = f" ({last_error})" if last_error else ""
-                raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:.0f} s{detail}")
+                detail = f" ({last_error})" if last_error and str(last_error) else ""
+                raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:g} s{detail}")
             try:
                 await asyncio.wait_for(self._client.connect(str(socket_path)), remaining)
                 return
@@ -82,7 +82,7 @@ class QmpSession:
         except ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
             raise QemuError(f"QEMU refused {command}: {exc}") from None
         except asyncio.TimeoutError:
-            raise QemuError(f"QEMU did not answer {command} within {timeout:.0f} s") from None
+            raise QemuError(f"QEMU did not answer {command} within {timeout:g} s") from None
         except (QMPError, OSError, EOFError) as exc:
             raise QemuError(f"lost the connection to QEMU during {command} ({exc or type(exc).__name__})") from None
 
