@@ -15,6 +15,7 @@ from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
 
 from hvdesk.core.errors import QemuError
 
+log = logging.getLogger(__name__)
 EventCallback = Callable[[str, dict, float], None]  # name, data, QEMU's timestamp (s)
 
 # qemu.qmp logs a traceback at ERROR level when QEMU goes away mid-session; for us that is
@@ -23,14 +24,31 @@ logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 
 class _CallbackListener(EventListener):
+    """Hands each event to the callback at once, keeping no queue or history. It runs inside
+    qemu.qmp's reader, where any exception ends the session: a malformed event or a failing
+    callback is logged instead, and the session goes on."""
+
     def __init__(self, callback: EventCallback) -> None:
         super().__init__()
         self._callback = callback
 
-    async def put(self, event: Any) -> None:  # deliver at once; keep no queue or history
-        stamp = event.get("timestamp", {})
-        self._callback(event["event"], dict(event.get("data", {})),
-                       stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6)
+    async def put(self, event: Any) -> None:
+        data = event.get("data")
+        try:
+            self._callback(str(event["event"]), dict(data) if isinstance(data, dict) else {},
+                           _seconds(event.get("timestamp")))
+        except Exception:
+            log.exception("QMP event %.100r: its handler failed", event.get("event"))
+
+
+def _seconds(stamp: object) -> float:
+    """QEMU's event timestamp in seconds; 0 if it is missing or malformed."""
+    if not isinstance(stamp, dict):
+        return 0.0
+    try:
+        return float(stamp.get("seconds", 0)) + float(stamp.get("microseconds", 0)) / 1e6
+    except (TypeError, ValueError):
+        return 0.0
 
 
 class _Client(QMPClient):
