@@ -7,14 +7,20 @@ hand each event to a callback as it arrives instead, so a session that runs for 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
+from qemu.qmp import (ConnectError, EventListener, ExecInterruptedError, ExecuteError, QMPClient, QMPError,
+                      Runstate, StateError)
+from qemu.qmp.error import ProtocolError
+from qemu.qmp.qmp_client import BadReplyError
 
 from hvdesk.core.errors import QemuError
 
+log = logging.getLogger(__name__)
 EventCallback = Callable[[str, dict, float], None]  # name, data, QEMU's timestamp (s)
 
 # qemu.qmp logs a traceback at ERROR level when QEMU goes away mid-session; for us that is
@@ -23,14 +29,31 @@ logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 
 class _CallbackListener(EventListener):
+    """Hands each event to the callback at once, keeping no queue or history. It runs inside
+    qemu.qmp's reader, where any exception ends the session: a malformed event or a failing
+    callback is logged instead, and the session goes on."""
+
     def __init__(self, callback: EventCallback) -> None:
         super().__init__()
         self._callback = callback
 
-    async def put(self, event: Any) -> None:  # deliver at once; keep no queue or history
-        stamp = event.get("timestamp", {})
-        self._callback(event["event"], dict(event.get("data", {})),
-                       stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6)
+    async def put(self, event: Any) -> None:
+        data = event.get("data")
+        try:
+            self._callback(str(event["event"]), dict(data) if isinstance(data, dict) else {},
+                           _seconds(event.get("timestamp")))
+        except Exception:
+            log.exception("QMP event %.100r: its handler failed", event.get("event"))
+
+
+def _seconds(stamp: object) -> float:
+    """QEMU's event timestamp in seconds; 0 if it is missing or malformed."""
+    if not isinstance(stamp, dict):
+        return 0.0
+    try:
+        return float(stamp.get("seconds", 0)) + float(stamp.get("microseconds", 0)) / 1e6
+    except (TypeError, ValueError):
+        return 0.0
 
 
 class _Client(QMPClient):
@@ -52,6 +75,7 @@ class QmpSession:
             self._client.register_listener(_CallbackListener(on_event))
         self.name = name
         self._closing: asyncio.Future | None = None
+        self._ended_by: Exception | None = None  # what ended the session, as disconnect() re-raised it
 
     @property
     def connected(self) -> bool:
@@ -65,14 +89,19 @@ class QmpSession:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                detail = f" ({last_error})" if last_error else ""
-                raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:.0f} s{detail}")
+                timed_out = last_error is None or isinstance(last_error, asyncio.TimeoutError)
+                detail = "" if timed_out else f" ({_why(last_error)})"
+                raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:g} s{detail}")
             try:
                 await asyncio.wait_for(self._client.connect(str(socket_path)), remaining)
+                self._ended_by = None
                 return
             except (QMPError, OSError, asyncio.TimeoutError) as exc:
                 last_error = exc
                 await self._reset()
+                if isinstance(exc, ConnectError) and isinstance(exc.exc, ProtocolError):
+                    # it answered, but not in QMP (a greeting or negotiation it got wrong): trying again won't help
+                    raise QemuError(f"QEMU's control socket {socket_path} does not speak QMP ({_why(exc)})") from None
                 await asyncio.sleep(min(0.02, max(remaining, 0)))
 
     async def execute(self, command: str, arguments: dict | None = None, timeout: float = 10.0) -> Any:
@@ -80,11 +109,15 @@ class QmpSession:
             async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per command
                 return await self._client.execute(command, arguments)
         except ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
-            raise QemuError(f"QEMU refused {command}: {exc}") from None
+            raise QemuError(f"QEMU refused {command}: {_clip(str(exc), 200)}") from None
         except asyncio.TimeoutError:
-            raise QemuError(f"QEMU did not answer {command} within {timeout:.0f} s") from None
+            raise QemuError(f"QEMU did not answer {command} within {timeout:g} s") from None
+        except BadReplyError as exc:  # this reply is wrong; the connection itself is fine
+            raise QemuError(f"QEMU sent a malformed reply to {command} ({_why(exc)})") from None
+        except (ExecInterruptedError, StateError):  # the session ended (or had ended): say what ended it
+            raise QemuError(f"lost the connection to QEMU during {command} ({await self._end_cause()})") from None
         except (QMPError, OSError, EOFError) as exc:
-            raise QemuError(f"lost the connection to QEMU during {command} ({exc or type(exc).__name__})") from None
+            raise QemuError(f"lost the connection to QEMU during {command} ({_why(exc)})") from None
 
     async def wait_closed(self) -> None:
         """Return when QEMU ends the session (it exited) or we closed it."""
@@ -97,8 +130,50 @@ class QmpSession:
             self._closing = asyncio.ensure_future(self._reset())
         await asyncio.shield(self._closing)
 
+    async def _end_cause(self) -> str:
+        """Why the session ended under a command. qemu.qmp only tells the command "Disconnected";
+        the reason is what stopped its reader, which disconnect() re-raises."""
+        await self.close()
+        return _why(self._ended_by) if self._ended_by is not None else "the session was closed"
+
     async def _reset(self) -> None:
         try:
             await self._client.disconnect()
-        except (QMPError, OSError, EOFError):
-            pass  # after QEMU quit, disconnect() re-raises the EOF that ended the session
+        except Exception as exc:
+            # disconnect() re-raises whatever ended the session: the EOF of a QEMU that quit, and
+            # also what QEMU's garbage raised in qemu.qmp's reader (a ValueError for an endless
+            # line, say). The session is over either way; closing it must not fail.
+            self._ended_by = exc
+
+
+def _why(exc: BaseException) -> str:
+    """One short line for an error of qemu.qmp's. Its own texts can span lines and quote what
+    QEMU sent in full (up to 10 MiB); a user gets one line."""
+    while isinstance(exc, ConnectError):  # "Failed to establish session: ...": the cause says more
+        exc = exc.exc
+    if isinstance(exc, EOFError):
+        return "QEMU closed the connection"
+    if isinstance(exc, ProtocolError):  # QEMU sent something that is not QMP
+        what = exc.error_message.split(". ")[0].rstrip(".")
+        cause = getattr(exc, "exc", None)  # a greeting or negotiation error wraps its cause
+        if isinstance(cause, BaseException):
+            return f"{what}: {_why(cause)}"
+        sample = next((getattr(exc, name) for name in ("raw", "value", "msg") if hasattr(exc, name)), None)
+        return what if sample is None else f"{what}: {_sample(sample)}"
+    if isinstance(exc, OSError):
+        return _clip(str(exc) or type(exc).__name__)
+    return _clip(f"{type(exc).__name__}: {exc}")
+
+
+def _sample(value: object) -> str:
+    if isinstance(value, bytes):
+        return _clip(repr(value))
+    try:
+        return _clip(json.dumps(dict(value) if isinstance(value, Mapping) else value))
+    except (TypeError, ValueError):
+        return _clip(repr(value))
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
