@@ -39,6 +39,7 @@ class Watcher:
         self.watch = watch
         self.poll_interval = poll_interval
         self._tasks: set[asyncio.Task] = set()
+        self._state_events: dict[Path, int] = {}  # state-changing QMP events seen, per VM folder
 
     async def open(self, *, inspect: bool) -> None:
         """Read the library (VMs whose creation was killed half-way are removed first) and, when
@@ -173,6 +174,7 @@ class Watcher:
             await self._query_status(machine)
             return False
         session = self.event_session(machine)
+        events_before = self._state_events.get(machine.entry.folder, 0)
         try:
             await session.connect(machine.paths.qmp_socket, timeout=2.0)
             status = await session.execute("query-status")
@@ -181,7 +183,9 @@ class Watcher:
             await session.close()
             await self._query_status(machine)
             return False
-        self.registry.set_state(machine, *state_of(machine, status["status"]))
+        if self._state_events.get(machine.entry.folder, 0) == events_before:
+            # (an event that arrived with the reply was handled first and is newer than it)
+            self.registry.set_state(machine, *state_of(machine, status["status"]))
         self.follow(machine, session)
         return True
 
@@ -195,14 +199,21 @@ class Watcher:
             machine.balloon = data.get("actual")
             return
         if event == "BLOCK_IO_ERROR" and data.get("action") == "stop":
+            folder = machine.entry.folder
+            self._state_events[folder] = self._state_events.get(folder, 0) + 1
             self.registry.set_state(machine, VmState.PAUSED, IO_ERROR)
             return
         if event == "STOP" and machine.reason == IO_ERROR:
             return  # the pause BLOCK_IO_ERROR announced: keep its reason
         state = EVENT_STATES.get(event)
-        if state is not None and machine.state != VmState.STARTING:
-            reason = data.get("reason", "") if event == "SHUTDOWN" else ""
-            self.registry.set_state(machine, state, _shutdown_reason(reason))
+        if state is None:
+            return
+        folder = machine.entry.folder
+        self._state_events[folder] = self._state_events.get(folder, 0) + 1
+        if machine.state == VmState.STARTING and self.registry.lock(machine).locked():
+            return  # this process's own start: it sets the state itself once QEMU answers
+        reason = data.get("reason", "") if event == "SHUTDOWN" else ""
+        self.registry.set_state(machine, state, _shutdown_reason(reason))
 
     async def _follow(self, machine: Machine, session: QmpSession) -> None:
         await session.wait_closed()
@@ -210,9 +221,12 @@ class Watcher:
         if machine.session is not session:
             return  # we closed it ourselves
         machine.session = None
-        if machine.pid is not None:
-            await wait_gone(machine.pid, 5.0)  # the socket closes just before the process ends
+        if machine.pid is None:
+            return
+        if await wait_gone(machine.pid, 5.0):  # the socket closes just before the process ends
             self.note_exit(machine, expected=machine.expect_exit)
+        else:  # the socket dropped but QEMU lives on: look again (and attach again), never tidy it away
+            await self.inspect(machine)
 
     async def drop_session(self, machine: Machine) -> None:
         session, machine.session = machine.session, None
