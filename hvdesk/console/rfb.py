@@ -16,7 +16,7 @@ import asyncio
 import socket
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,12 @@ class RfbClient:
         self.frames = 0  # FramebufferUpdates that carried pixels, applied so far
         self._covered = 0  # pixels received since the screen was (re)sized
         self._screen_ready = asyncio.Event()  # the whole screen has arrived at least once
+        # One handler per encoding asked for (pixels, or pseudo-encodings: news about the screen).
+        self._handlers: dict[int, Callable[[int, int, int, int], Awaitable[bool]]] = {
+            RAW: self._raw, COPYRECT: self._copyrect, ZLIB: self._zlib_rect,
+            DESKTOP_SIZE: self._desktop_size, EXTENDED_DESKTOP_SIZE: self._extended_desktop_size,
+            CURSOR: self._cursor_rect, QEMU_POINTER_MOTION_CHANGE: self._pointer_kind,
+            QEMU_EXTENDED_KEY_EVENT: self._extended_keys, QEMU_LED_STATE: self._led_state}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._zlib = zlib.decompressobj()
@@ -225,65 +231,80 @@ class RfbClient:
 
     async def _rect(self, x: int, y: int, w: int, h: int, encoding: int) -> bool:
         """Apply one rectangle; True if it changed pixels on the screen."""
-        fb = self.framebuffer
-        if encoding == RAW:
-            fb.check_rect(x, y, w, h)
-            # In bands of at most 1 MiB: a whole 1080p frame read at once makes two 8 MB buffers
-            # per frame, which the allocator returns to the kernel and faults in again (3x the CPU).
-            row = w * BYTES_PER_PIXEL
-            rows = max(1, RAW_BAND // max(row, 1))
-            for top in range(0, h, rows):
-                band = min(rows, h - top)
-                fb.put(x, y + top, w, band, await self._read(row * band))
-        elif encoding == COPYRECT:
-            src_x, src_y = struct.unpack(">HH", await self._read(4))
-            fb.copy(x, y, w, h, src_x, src_y)
-        elif encoding == ZLIB:
-            fb.check_rect(x, y, w, h)
-            (length,) = struct.unpack(">I", await self._read(4))
-            expected = w * h * BYTES_PER_PIXEL
-            if length > expected + 1024 + expected // 2:  # more than zlib could ever need
-                raise ConsoleError(f"the VNC server sent an oversized zlib rectangle ({length} bytes)")
-            try:
-                pixels = self._zlib.decompress(await self._read(length), expected)
-            except zlib.error as exc:
-                raise ConsoleError(f"the VNC server sent corrupt zlib data ({exc})") from None
-            if len(pixels) != expected or self._zlib.unconsumed_tail:
-                raise ConsoleError("the VNC server's zlib rectangle does not match its size")
-            fb.put(x, y, w, h, pixels)
-        elif encoding in (DESKTOP_SIZE, EXTENDED_DESKTOP_SIZE):
-            if encoding == EXTENDED_DESKTOP_SIZE:
-                (screens,) = struct.unpack(">B3x", await self._read(4))
-                await self._read(16 * screens)
-                if x == 1 and y != 0:  # our own resize request failed: nothing changed
-                    return False
-            fb.resize(w, h)
-            self._covered = 0
-            self._screen_ready.clear()
-            if self.events.resize:
-                self.events.resize(w, h)
-            return False
-        elif encoding == CURSOR:
-            await self._cursor(x, y, w, h)
-            return False
-        elif encoding == QEMU_POINTER_MOTION_CHANGE:
-            self.server.absolute_pointer = x != 0
-            if self.events.pointer_absolute:
-                self.events.pointer_absolute(self.server.absolute_pointer)
-            return False
-        elif encoding == QEMU_EXTENDED_KEY_EVENT:
-            self.server.extended_keys = True
-            return False
-        elif encoding == QEMU_LED_STATE:
-            (self.server.leds,) = await self._read(1)
-            if self.events.leds:
-                self.events.leds(self.server.leds)
-            return False
-        else:
+        handler = self._handlers.get(encoding)
+        if handler is None:
             raise ConsoleError(f"the VNC server used encoding {encoding}, which was not asked for")
+        if not await handler(x, y, w, h):
+            return False  # a pseudo-encoding: news about the screen, not pixels
         if self.events.update:
             self.events.update(x, y, w, h)
         return True
+
+    async def _raw(self, x: int, y: int, w: int, h: int) -> bool:
+        self.framebuffer.check_rect(x, y, w, h)
+        # In bands of at most 1 MiB: a whole 1080p frame read at once makes two 8 MB buffers
+        # per frame, which the allocator returns to the kernel and faults in again (3x the CPU).
+        row = w * BYTES_PER_PIXEL
+        rows = max(1, RAW_BAND // max(row, 1))
+        for top in range(0, h, rows):
+            band = min(rows, h - top)
+            self.framebuffer.put(x, y + top, w, band, await self._read(row * band))
+        return True
+
+    async def _copyrect(self, x: int, y: int, w: int, h: int) -> bool:
+        src_x, src_y = struct.unpack(">HH", await self._read(4))
+        self.framebuffer.copy(x, y, w, h, src_x, src_y)
+        return True
+
+    async def _zlib_rect(self, x: int, y: int, w: int, h: int) -> bool:
+        self.framebuffer.check_rect(x, y, w, h)
+        (length,) = struct.unpack(">I", await self._read(4))
+        expected = w * h * BYTES_PER_PIXEL
+        if length > expected + 1024 + expected // 2:  # more than zlib could ever need
+            raise ConsoleError(f"the VNC server sent an oversized zlib rectangle ({length} bytes)")
+        try:
+            pixels = self._zlib.decompress(await self._read(length), expected)
+        except zlib.error as exc:
+            raise ConsoleError(f"the VNC server sent corrupt zlib data ({exc})") from None
+        if len(pixels) != expected or self._zlib.unconsumed_tail:
+            raise ConsoleError("the VNC server's zlib rectangle does not match its size")
+        self.framebuffer.put(x, y, w, h, pixels)
+        return True
+
+    async def _extended_desktop_size(self, x: int, y: int, w: int, h: int) -> bool:
+        (screens,) = struct.unpack(">B3x", await self._read(4))
+        await self._read(16 * screens)
+        if x == 1 and y != 0:  # our own resize request failed: nothing changed
+            return False
+        return await self._desktop_size(x, y, w, h)
+
+    async def _desktop_size(self, x: int, y: int, w: int, h: int) -> bool:
+        self.framebuffer.resize(w, h)
+        self._covered = 0
+        self._screen_ready.clear()
+        if self.events.resize:
+            self.events.resize(w, h)
+        return False
+
+    async def _cursor_rect(self, x: int, y: int, w: int, h: int) -> bool:
+        await self._cursor(x, y, w, h)
+        return False
+
+    async def _pointer_kind(self, x: int, y: int, w: int, h: int) -> bool:
+        self.server.absolute_pointer = x != 0
+        if self.events.pointer_absolute:
+            self.events.pointer_absolute(self.server.absolute_pointer)
+        return False
+
+    async def _extended_keys(self, x: int, y: int, w: int, h: int) -> bool:
+        self.server.extended_keys = True
+        return False
+
+    async def _led_state(self, x: int, y: int, w: int, h: int) -> bool:
+        (self.server.leds,) = await self._read(1)
+        if self.events.leds:
+            self.events.leds(self.server.leds)
+        return False
 
     async def _cursor(self, x: int, y: int, w: int, h: int) -> None:
         if w > MAX_CURSOR_SIDE or h > MAX_CURSOR_SIDE:

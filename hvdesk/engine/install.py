@@ -5,10 +5,10 @@ and boots the installed system. It follows QMP events, so it runs with a watchin
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 
+from hvdesk.core.background import spawn
 from hvdesk.core.config import CdDrive
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine import editing
@@ -39,14 +39,14 @@ class InstallFlow:
         if event == "SHUTDOWN" and data.get("reason") == "guest-shutdown":
             self._restart.add(machine.entry.folder)  # finish once QEMU has exited, then boot the disk
         elif event == "RESET" and data.get("reason") == "guest-reset":
-            asyncio.ensure_future(self._finish(machine, "the installer rebooted the VM", live=True))
+            spawn(self._finish(machine, "the installer rebooted the VM", live=True))
         elif event == "DEVICE_TRAY_MOVED" and data.get("id") == "cd0" and data.get("tray-open"):
-            asyncio.ensure_future(self._finish(machine, "the installer ejected the CD", live=True))
+            spawn(self._finish(machine, "the installer ejected the CD", live=True))
 
     def _on_change(self, machine: Machine) -> None:
         if machine.entry.folder in self._restart and machine.state in (VmState.STOPPED, VmState.ABORTED):
             self._restart.discard(machine.entry.folder)
-            asyncio.ensure_future(self._finish(machine, "the installer powered the VM off", live=False))
+            spawn(self._finish(machine, "the installer powered the VM off", live=False))
 
     async def _finish(self, machine: Machine, why: str, live: bool) -> None:
         config = machine.config

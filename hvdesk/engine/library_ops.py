@@ -16,7 +16,7 @@ from hvdesk.core.errors import (BackingFileError, ConfigError, DiskError, DiskIn
                                 StateError)
 from hvdesk.core.iso import Detection, NotRecognised, detect
 from hvdesk.core.names import validate_name
-from hvdesk.core.osinfo import preset
+from hvdesk.core.osinfo import OsPreset, preset
 from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths
 from hvdesk.core.units import format_size
 from hvdesk.engine import runtime
@@ -103,15 +103,7 @@ async def _plan(manager: Engine, request: CreateRequest) -> tuple[VmConfig, Dete
     if request.os is None and request.iso is not None:
         detection = await asyncio.to_thread(detect, existing_file(request.iso, "ISO image"))
     os_preset = preset(request.os or (detection.preset.id if isinstance(detection, Detection) else "other"))
-    host_mib, host_cpus = host_limits()
-    memory = request.memory_mib if request.memory_mib is not None else os_preset.memory_mib
-    cpus = request.cpus if request.cpus is not None else min(os_preset.cpus, host_cpus)
-    if memory > host_mib:
-        raise ConfigError(f"memory {memory} MiB is more than this host has ({host_mib} MiB)")
-    if cpus > host_cpus:
-        raise ConfigError(f"{cpus} vCPUs is more than this host has ({host_cpus} logical CPUs)")
-    if request.disk_size is not None and request.attach_disk is not None:
-        raise ConfigError("choose either a new disk or an existing one, not both")
+    memory, cpus = _resources(request, os_preset)
     config = VmConfig(name=request.name, os=os_preset.id, memory_mib=memory, cpus=cpus,
                       firmware=request.firmware or os_preset.firmware,
                       machine=request.machine or os_preset.machine, notes=request.notes)
@@ -119,6 +111,33 @@ async def _plan(manager: Engine, request: CreateRequest) -> tuple[VmConfig, Dete
         config.cdrom = dataclasses.replace(config.cdrom, bus="ide")
     if not os_preset.virtio:  # no virtio drivers in the installer: devices it knows
         config.nics = [dataclasses.replace(nic, model="e1000") for nic in config.nics]
+    await _add_media(manager, config, request, os_preset)
+    if config.firmware == "uefi":
+        firmware.find_uefi(config.machine)  # missing OVMF fails now, before anything is written
+    if os_preset.tpm:
+        config.tpm = True
+        tpm.find_swtpm()  # so does a missing swtpm
+    return config.validate(), detection
+
+
+def _resources(request: CreateRequest, os_preset: OsPreset) -> tuple[int, int]:
+    """Memory (MiB) and vCPUs: as asked, else the OS preset's; never more than the host has."""
+    host_mib, host_cpus = host_limits()
+    memory = request.memory_mib if request.memory_mib is not None else os_preset.memory_mib
+    cpus = request.cpus if request.cpus is not None else min(os_preset.cpus, host_cpus)
+    if memory > host_mib:
+        raise ConfigError(f"memory {memory} MiB is more than this host has ({host_mib} MiB)")
+    if cpus > host_cpus:
+        raise ConfigError(f"{cpus} vCPUs is more than this host has ({host_cpus} logical CPUs)")
+    return memory, cpus
+
+
+async def _add_media(manager: Engine, config: VmConfig, request: CreateRequest, os_preset: OsPreset) -> None:
+    """The attached disk, the CD's ISO and a direct kernel boot, each file checked."""
+    if request.disk_size is not None and request.attach_disk is not None:
+        raise ConfigError("choose either a new disk or an existing one, not both")
+    if request.disk_size is not None and request.disk_size < 1024 * 1024:
+        raise ConfigError(f"disk size {format_size(request.disk_size)} is too small (at least 1 MiB)")
     if request.attach_disk is not None:
         disk = await existing_disk(manager, request.attach_disk, allow_backing=request.allow_backing)
         config.disks.append(dataclasses.replace(disk, bus=_disk_bus(config, os_preset)))
@@ -131,17 +150,9 @@ async def _plan(manager: Engine, request: CreateRequest) -> tuple[VmConfig, Dete
                                    append=request.append)
     elif request.initrd is not None or request.append:
         raise ConfigError("--initrd and --append need --kernel")
-    if request.disk_size is not None and request.disk_size < 1024 * 1024:
-        raise ConfigError(f"disk size {format_size(request.disk_size)} is too small (at least 1 MiB)")
-    if config.firmware == "uefi":
-        firmware.find_uefi(config.machine)  # missing OVMF fails now, before anything is written
-    if os_preset.tpm:
-        config.tpm = True
-        tpm.find_swtpm()  # so does a missing swtpm
-    return config.validate(), detection
 
 
-def _disk_bus(config: VmConfig, os_preset) -> str:
+def _disk_bus(config: VmConfig, os_preset: OsPreset) -> str:
     return "virtio" if os_preset.virtio else ("sata" if config.machine == "q35" else "ide")
 
 

@@ -49,7 +49,7 @@ async def launch(argv: list[str], pidfile: Path, log: Path) -> int:
     message = (err or out).decode(errors="replace").strip()
     if proc.returncode != 0:
         if message:
-            with open(log, "a", encoding="utf-8") as handle:  # keep it with the VM's log
+            with open(log, "a", encoding="utf-8") as handle:  # noqa: ASYNC230 - a few bytes, local: keep it with the VM's log
                 handle.write(message + "\n")
         # With -D, QEMU writes its start-up errors to the log file rather than to stderr.
         message = message or log_tail(log)

@@ -13,6 +13,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMenu, QPushButton, QScrollArea, QStackedWidget,
                                QToolButton, QVBoxLayout, QWidget)
 
+from hvdesk.core.background import spawn
 from hvdesk.console import keys
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
 from hvdesk.core.errors import ConsoleError, HvdeskError
@@ -118,7 +119,7 @@ class ConsoleWindow(QMainWindow):
         if allows(Action.SHOW, machine.state):
             if self.client is None and not self._connecting:
                 self._connecting = True
-                asyncio.ensure_future(self._connect())
+                spawn(self._connect())
         elif machine.state in (VmState.STOPPED, VmState.ABORTED, VmState.INACCESSIBLE):
             self._show_stopped(f"{machine.name} is {machine.state}.")
 
@@ -254,5 +255,5 @@ class ConsoleWindow(QMainWindow):
         self.view.set_grab(False)
         client, self.client = self.client, None
         if client is not None:
-            asyncio.ensure_future(client.close())
+            spawn(client.close())
         super().closeEvent(event)

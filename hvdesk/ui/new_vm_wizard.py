@@ -14,6 +14,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton,
                                QRadioButton, QSpinBox, QVBoxLayout, QWidget, QWizard, QWizardPage)
 
+from hvdesk.core.background import spawn
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.iso import Detection, NotRecognised, detect
 from hvdesk.core.names import name_key, validate_name
@@ -79,7 +80,7 @@ class MediaPage(QWizardPage):
         self.found.setText("Reading the ISO…" if text.strip() else "")
         self.completeChanged.emit()
         if text.strip():
-            asyncio.ensure_future(self._detect(text.strip()))
+            spawn(self._detect(text.strip()))
 
     async def _detect(self, text: str) -> None:
         """Whatever happens, the page leaves "Reading the ISO…": a damaged image or a bug in detection

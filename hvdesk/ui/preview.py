@@ -10,6 +10,7 @@ from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
+from hvdesk.core.background import spawn
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.actions import Action, allows
@@ -69,7 +70,7 @@ class PreviewWidget(QWidget):
         client, self.client = self.client, None
         self._image = None
         if client is not None:
-            asyncio.ensure_future(client.close())
+            spawn(client.close())
         if task is not None:
             task.cancel()
 

@@ -3,13 +3,13 @@ through the engine) and the CD drive (saved with the other settings; live on a r
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout)
 
+from hvdesk.core.background import spawn
 from hvdesk.core.config import CD_BUSES, DISK_BUSES, CdDrive, VmConfig
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import editing, host
@@ -109,7 +109,7 @@ class StoragePage(Page):
                 item = QTableWidgetItem(text)
                 item.setToolTip(str(path))
                 self.disks.setItem(row, column, item)
-            asyncio.ensure_future(self._fill_size(row, path))
+            spawn(self._fill_size(row, path))
         running = self.machine.state.active
         self.live_note.setVisible(running)
         for button in (self.add_new, self.add_existing, self.remove):
