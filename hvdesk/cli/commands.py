@@ -1,4 +1,9 @@
-"""One coroutine per command; each prints its result for people, or as JSON with --json."""
+"""One coroutine per command; each prints its result for people, or as JSON with --json.
+
+A command imports what only it needs inside its handler: `list` and `info` run in a few ms, so the
+heavy imports (numpy for the monitor, the RFB client and its DES, the ISO reader) would otherwise be
+nearly all of their time. tests/integration/test_cli_imports.py keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,16 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from hvdesk.console import keys
 from hvdesk.core.errors import NotFoundError
 from hvdesk.core.units import format_approx, format_size
-from hvdesk.engine import console, describe
+from hvdesk.engine import describe
 from hvdesk.engine.actions import Action, allows
-from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
-from hvdesk.engine.monitoring import Monitor
-from hvdesk.monitor.series import VmSample
+
+if TYPE_CHECKING:
+    from hvdesk.monitor.series import VmSample
 
 MIB = 1024 * 1024
 
@@ -49,6 +54,8 @@ async def cmd_list(manager: Manager, args: argparse.Namespace) -> int:
 
 
 async def cmd_create(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.engine.library_ops import CreateRequest
+
     machine = await manager.create(CreateRequest(
         name=args.name, os=args.os, memory_mib=args.memory, cpus=args.cpus, disk_size=args.disk,
         attach_disk=args.attach_disk, iso=args.iso, kernel=args.kernel, initrd=args.initrd,
@@ -137,6 +144,8 @@ def _format_info(data: dict) -> str:
 
 
 async def cmd_stats(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.engine.monitoring import Monitor
+
     machine = manager.get(args.name)
     await manager.refresh_state(machine)
     machine.require(Action.SAMPLE)
@@ -173,6 +182,8 @@ def stats_line(sample: VmSample) -> str:
 
 
 async def cmd_top(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.engine.monitoring import Monitor
+
     monitor = Monitor(manager, interval=args.interval)
     await monitor.tick()
     refreshes = 0
@@ -204,6 +215,8 @@ async def cmd_top(manager: Manager, args: argparse.Namespace) -> int:
 
 
 async def cmd_screenshot(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.engine import console
+
     png = await console.screenshot(manager, args.name)
     target = args.file.expanduser()
     if not target.parent.is_dir():
@@ -214,6 +227,9 @@ async def cmd_screenshot(manager: Manager, args: argparse.Namespace) -> int:
 
 
 async def cmd_send_keys(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.console import keys
+    from hvdesk.engine import console
+
     combos = list(args.keys) + (keys.keys_for_text(args.text) if args.text else [])
     count = await console.send_keys(manager, args.name, combos)
     print(f"Sent {count} key{'s' if count != 1 else ''} to {args.name!r}")
