@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import psutil
-
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import cache_dir
 from hvdesk.qemu import accel, binaries, images
@@ -19,6 +17,8 @@ __all__ = ["ImageInfo", "accelerator", "accelerator_status", "host_limits", "ima
 
 def host_limits() -> tuple[int, int]:
     """(memory in MiB, logical CPUs) of this host."""
+    import psutil  # here: every CLI command loads this module, and only create and the app's dialogs ask
+
     return psutil.virtual_memory().total // (1024 * 1024), os.cpu_count() or 1
 
 

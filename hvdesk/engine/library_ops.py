@@ -9,12 +9,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-
+from typing import TYPE_CHECKING
 
 from hvdesk.core.config import BackingImage, CdDrive, Disk, KernelBoot, VmConfig
 from hvdesk.core.errors import (BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError,
                                 StateError)
-from hvdesk.core.iso import Detection, NotRecognised, detect
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import OsPreset, preset
 from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths
@@ -27,6 +26,8 @@ from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, firmware, images, tpm
 
+if TYPE_CHECKING:
+    from hvdesk.core.iso import Detection, NotRecognised
 
 NEW_DISK_NAME = "disk0.qcow2"
 GIB = 1024**3  # not named after the VM, so a rename never orphans it
@@ -87,10 +88,13 @@ async def create(manager: Engine, request: CreateRequest) -> Machine:
         library.discard(staging)
         raise
     machine = manager.adopt(library.load(folder))
-    if isinstance(detection, Detection):
-        machine.notice = f"OS detected from the ISO: {detection.reason}"
-    elif isinstance(detection, NotRecognised):  # a damaged image too: still a VM, the person picks the OS
-        machine.notice = f"OS not recognised from the ISO: {detection.reason}; set up as {preset(config.os).label}"
+    if detection is not None:
+        from hvdesk.core.iso import Detection  # loaded already: the ISO was read
+
+        if isinstance(detection, Detection):
+            machine.notice = f"OS detected from the ISO: {detection.reason}"
+        else:  # not recognised, a damaged image too: still a VM, the person picks the OS
+            machine.notice = f"OS not recognised from the ISO: {detection.reason}; set up as {preset(config.os).label}"
     return machine
 
 
@@ -100,9 +104,14 @@ async def _plan(manager: Engine, request: CreateRequest) -> tuple[VmConfig, Dete
     if manager.library.exists(request.name):
         raise ConfigError(f"a VM named {request.name!r} already exists (names ignore case)")
     detection = None
+    os_id = request.os or "other"
     if request.os is None and request.iso is not None:
+        from hvdesk.core.iso import Detection, detect  # the ISO reader (pycdlib) loads only for an ISO to read
+
         detection = await asyncio.to_thread(detect, existing_file(request.iso, "ISO image"))
-    os_preset = preset(request.os or (detection.preset.id if isinstance(detection, Detection) else "other"))
+        if isinstance(detection, Detection):
+            os_id = detection.preset.id
+    os_preset = preset(os_id)
     memory, cpus = _resources(request, os_preset)
     config = VmConfig(name=request.name, os=os_preset.id, memory_mib=memory, cpus=cpus,
                       firmware=request.firmware or os_preset.firmware,
