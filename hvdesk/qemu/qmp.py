@@ -1,85 +1,38 @@
 """One QMP connection, on qemu.qmp, with hvdesk's timeouts, errors and bounded event handling.
 
-qemu.qmp's default `events` listener keeps every event forever; we filter it to nothing and
-hand each event to a callback as it arrives instead, so a session that runs for weeks stays small.
+qemu.qmp itself, and our listener and client on it, load with the first session (qmp_client): a
+command that talks to no running VM never pays for that import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from qemu.qmp import (ConnectError, EventListener, ExecInterruptedError, ExecuteError, QMPClient, QMPError,
-                      Runstate, StateError)
-from qemu.qmp.error import ProtocolError
-from qemu.qmp.qmp_client import BadReplyError
-
 from hvdesk.core.errors import QemuError
 
-log = logging.getLogger(__name__)
 EventCallback = Callable[[str, dict, float], None]  # name, data, QEMU's timestamp (s)
-
-# qemu.qmp logs a traceback at ERROR level when QEMU goes away mid-session; for us that is
-# an expected end (the guest powered off), reported through our own state instead.
-logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
-
-
-class _CallbackListener(EventListener):
-    """Hands each event to the callback at once, keeping no queue or history. It runs inside
-    qemu.qmp's reader, where any exception ends the session: a malformed event or a failing
-    callback is logged instead, and the session goes on."""
-
-    def __init__(self, callback: EventCallback) -> None:
-        super().__init__()
-        self._callback = callback
-
-    async def put(self, event: Any) -> None:
-        data = event.get("data")
-        try:
-            self._callback(str(event["event"]), dict(data) if isinstance(data, dict) else {},
-                           _seconds(event.get("timestamp")))
-        except Exception:
-            log.exception("QMP event %.100r: its handler failed", event.get("event"))
-
-
-def _seconds(stamp: object) -> float:
-    """QEMU's event timestamp in seconds; 0 if it is missing or malformed."""
-    if not isinstance(stamp, dict):
-        return 0.0
-    try:
-        return float(stamp.get("seconds", 0)) + float(stamp.get("microseconds", 0)) / 1e6
-    except (TypeError, ValueError):
-        return 0.0
-
-
-class _Client(QMPClient):
-    """qemu.qmp formats every message for its debug log even when that log is off (two
-    json.dumps per command, ~30 µs each); its documented message hooks let us skip that."""
-
-    def _cb_outbound(self, msg: Any) -> Any:
-        return super()._cb_outbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
-
-    def _cb_inbound(self, msg: Any) -> Any:
-        return super()._cb_inbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
 
 
 class QmpSession:
     def __init__(self, name: str, on_event: EventCallback | None = None) -> None:
-        self._client = _Client(name)
+        from hvdesk.qemu import qmp_client
+
+        self._qmp = qmp_client
+        self._client = qmp_client.Client(name)
         self._client.events.event_filter = lambda _event: False
         if on_event is not None:
-            self._client.register_listener(_CallbackListener(on_event))
+            self._client.register_listener(qmp_client.CallbackListener(on_event))
         self.name = name
         self._closing: asyncio.Future | None = None
         self._ended_by: Exception | None = None  # what ended the session, as disconnect() re-raised it
 
     @property
     def connected(self) -> bool:
-        return self._client.runstate == Runstate.RUNNING
+        return self._client.runstate == self._qmp.Runstate.RUNNING
 
     async def connect(self, socket_path: Path, timeout: float = 10.0) -> None:
         """Connect and negotiate; retry while the socket is not there yet or is busy."""
@@ -96,10 +49,10 @@ class QmpSession:
                 await asyncio.wait_for(self._client.connect(str(socket_path)), remaining)
                 self._ended_by = None
                 return
-            except (QMPError, OSError, asyncio.TimeoutError) as exc:
+            except (self._qmp.QMPError, OSError, asyncio.TimeoutError) as exc:
                 last_error = exc
                 await self._reset()
-                if isinstance(exc, ConnectError) and isinstance(exc.exc, ProtocolError):
+                if isinstance(exc, self._qmp.ConnectError) and isinstance(exc.exc, self._qmp.ProtocolError):
                     # it answered, but not in QMP (a greeting or negotiation it got wrong): trying again won't help
                     raise QemuError(f"QEMU's control socket {socket_path} does not speak QMP ({_why(exc)})") from None
                 await asyncio.sleep(min(0.02, max(remaining, 0)))
@@ -108,20 +61,20 @@ class QmpSession:
         try:
             async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per command
                 return await self._client.execute(command, arguments)
-        except ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
+        except self._qmp.ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
             raise QemuError(f"QEMU refused {command}: {_clip(str(exc), 200)}") from None
         except asyncio.TimeoutError:
             raise QemuError(f"QEMU did not answer {command} within {timeout:g} s") from None
-        except BadReplyError as exc:  # this reply is wrong; the connection itself is fine
+        except self._qmp.BadReplyError as exc:  # this reply is wrong; the connection itself is fine
             raise QemuError(f"QEMU sent a malformed reply to {command} ({_why(exc)})") from None
-        except (ExecInterruptedError, StateError):  # the session ended (or had ended): say what ended it
+        except (self._qmp.ExecInterruptedError, self._qmp.StateError):  # the session ended (now or before): say why
             raise QemuError(f"lost the connection to QEMU during {command} ({await self._end_cause()})") from None
-        except (QMPError, OSError, EOFError) as exc:
+        except (self._qmp.QMPError, OSError, EOFError) as exc:
             raise QemuError(f"lost the connection to QEMU during {command} ({_why(exc)})") from None
 
     async def wait_closed(self) -> None:
         """Return when QEMU ends the session (it exited) or we closed it."""
-        while self._client.runstate == Runstate.RUNNING:
+        while self._client.runstate == self._qmp.Runstate.RUNNING:
             await self._client.runstate_changed()
 
     async def close(self) -> None:
@@ -149,6 +102,8 @@ class QmpSession:
 def _why(exc: BaseException) -> str:
     """One short line for an error of qemu.qmp's. Its own texts can span lines and quote what
     QEMU sent in full (up to 10 MiB); a user gets one line."""
+    from hvdesk.qemu.qmp_client import ConnectError, ProtocolError  # loaded: a session raised it
+
     while isinstance(exc, ConnectError):  # "Failed to establish session: ...": the cause says more
         exc = exc.exc
     if isinstance(exc, EOFError):
