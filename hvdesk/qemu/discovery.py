@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 CACHE_SECONDS = 0.5  # one scan serves every VM of a `list` or a poll tick
 
 
@@ -73,6 +71,8 @@ def _scan_proc() -> list[QemuProcess]:
 
 
 def _scan_psutil() -> list[QemuProcess]:
+    import psutil  # not on Linux: a CLI command that only looks is quicker without its import
+
     found = []
     for proc in psutil.process_iter(["name"]):
         try:
@@ -106,6 +106,8 @@ def holders_of(files: list[Path]) -> dict[Path, int]:
     held: dict[Path, int] = {}
     if not wanted:
         return held
+    import psutil  # open files: only `delete` and attaching a disk ask, so `list` and `info` never load it
+
     for proc in qemu_processes(fresh=True):
         try:
             opened = psutil.Process(proc.pid).open_files()
