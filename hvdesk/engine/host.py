@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import cache_dir
-from hvdesk.qemu import accel, binaries, images
+from hvdesk.qemu import binaries, images
 from hvdesk.qemu.images import ImageInfo
 
 __all__ = ["ImageInfo", "accelerator", "accelerator_status", "host_limits", "image_info", "qemu_version"]
@@ -34,6 +34,8 @@ def qemu_version() -> str:
 def accelerator(requested: str = "auto") -> tuple[str, str] | None:
     """(accelerator, why) that a VM asking for `requested` gets at its next start; None without QEMU.
     The first call may run the probe (under a second); later ones read its cached result."""
+    from hvdesk.qemu import accel  # with its probe guest: `info` asks, `list` and the rest of the CLI do not
+
     try:
         choice = accel.choose(requested, binaries.find_emulator(), cache_dir())
     except HvdeskError:
@@ -43,6 +45,8 @@ def accelerator(requested: str = "auto") -> tuple[str, str] | None:
 
 def accelerator_status() -> str:
     """One line for a status bar: which accelerator new VMs get, and why (or what is missing)."""
+    from hvdesk.qemu import accel
+
     try:
         choice = accel.choose("auto", binaries.find_emulator(), cache_dir())
     except HvdeskError as exc:

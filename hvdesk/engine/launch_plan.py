@@ -9,17 +9,23 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hvdesk.core.errors import DiskError, HvdeskError, NotFoundError
 from hvdesk.core.paths import cache_dir
 from hvdesk.engine.machine import Machine
-from hvdesk.qemu import accel, binaries, firmware, hostcache, images
+from hvdesk.qemu import binaries, firmware, hostcache, images
 from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
 from hvdesk.qemu.process import is_alive, read_pid
 
+if TYPE_CHECKING:
+    from hvdesk.qemu.accel import AccelChoice
 
-def plan(machine: Machine) -> tuple[list[str], accel.AccelChoice]:
+
+def plan(machine: Machine) -> tuple[list[str], AccelChoice]:
     """Everything a start needs to know before QEMU runs: files, binary, accelerator, argv."""
+    from hvdesk.qemu import accel  # with its probe guest: only a start needs it, and every command loads this module
+
     _check_files(machine)
     emulator = binaries.find_emulator()
     binaries.check_version(emulator, cache_dir())
@@ -57,6 +63,8 @@ def stop_swtpm(paths: VmPaths) -> None:
 
 
 def is_quick(machine: Machine) -> bool:
+    from hvdesk.qemu import accel
+
     try:
         emulator = binaries.find_emulator()
     except HvdeskError:

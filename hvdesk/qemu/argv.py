@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from hvdesk.core.config import Disk, VmConfig
-from hvdesk.qemu.accel import cpu_model
 from hvdesk.qemu.images import COW_FORMATS
 
 BALLOON_ID = "balloon0"
@@ -142,6 +141,8 @@ def _base(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
 
 
 def _machine(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
+    from hvdesk.qemu.accel import cpu_model  # here: `list` and `info` need only VmPaths of this module
+
     flash = {"pflash0": "fw-code", "pflash1": "fw-vars"} if config.firmware == "uefi" else {}
     yield from ["-machine", opts(config.machine, **flash), "-accel", opts(host.accel), "-cpu", cpu_model(host.accel)]
     yield from ["-m", str(config.memory_mib), "-smp", str(config.cpus)]
