@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 from hvdesk.core.errors import ConfigError
 
@@ -23,6 +22,8 @@ def parse_size(text: str, *, what: str = "size", default_unit: str = "B") -> int
         raise ConfigError(
             f"invalid {what} {text!r}: use a number with an optional unit, e.g. 512M, 20G or 1.5T"
         )
+    from fractions import Fraction  # (with decimal) only for sizes typed in: `list` prints sizes, parses none
+
     number, multiple, byte = match.groups()
     unit = (multiple or byte or default_unit or "B").upper()
     value = Fraction(number) * _UNITS[unit]  # exact: a float would round sizes past 2**53
@@ -40,8 +41,8 @@ def format_size(num_bytes: int) -> str:
     exact decimal."""
     for unit, factor in _BINARY:
         if num_bytes >= factor and (num_bytes * 10) % factor == 0:
-            value = Fraction(num_bytes, factor)
-            return f"{value.numerator} {unit}" if value.denominator == 1 else f"{float(value):.1f} {unit}"
+            tenths = num_bytes * 10 // factor  # exact, in integers
+            return f"{tenths // 10} {unit}" if tenths % 10 == 0 else f"{tenths // 10}.{tenths % 10} {unit}"
     return f"{num_bytes} B"
 
 
