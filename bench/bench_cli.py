@@ -295,9 +295,10 @@ def main() -> None:
             running, stopped = names[0], names[-1]
             for prefix, tree in trees.items():
                 commands += [hvdesk(f"{prefix}hvdesk list", "list", tree=tree),
-                             hvdesk(f"{prefix}hvdesk list --json", "list", "--json", tree=tree),
-                             hvdesk(f"{prefix}hvdesk info {running} (running)", "info", running, tree=tree),
-                             hvdesk(f"{prefix}hvdesk info {stopped} (stopped)", "info", stopped, tree=tree)]
+                             hvdesk(f"{prefix}hvdesk list --json", "list", "--json", tree=tree)]
+                if args.running:
+                    commands.append(hvdesk(f"{prefix}hvdesk info {running} (running)", "info", running, tree=tree))
+                commands.append(hvdesk(f"{prefix}hvdesk info {stopped} (stopped)", "info", stopped, tree=tree))
             if libvirt is not None:
                 why_not = libvirt.available()
                 if why_not is None:
