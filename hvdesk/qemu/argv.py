@@ -141,7 +141,7 @@ def _base(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
 
 
 def _machine(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
-    from hvdesk.qemu.accel import cpu_model  # here: `list` and `info` need only VmPaths of this module
+    from hvdesk.qemu.accel import cpu_model  # here: every command loads this module, only a start builds argv
 
     flash = {"pflash0": "fw-code", "pflash1": "fw-vars"} if config.firmware == "uefi" else {}
     yield from ["-machine", opts(config.machine, **flash), "-accel", opts(host.accel), "-cpu", cpu_model(host.accel)]
