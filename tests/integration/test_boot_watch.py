@@ -15,7 +15,7 @@ import pytest
 
 from hvdesk.engine import boot_watch
 from hvdesk.engine.boot_watch import BootWatch, WatchTimes, restart_under_tcg
-from hvdesk.qemu import accel, argv
+from hvdesk.qemu import accel
 from tests.guest.build import SHELL_MARKER
 from tests.integration.conftest import wait_for_serial, wait_until
 
@@ -46,8 +46,7 @@ async def test_a_kvm_that_cannot_boot_linux_is_caught(engines, guest_request, ti
         pytest.skip("this host has no /dev/kvm at all: there is no hardware accelerator to catch")
     # -cpu qemu64 under this host's KVM: the guest is accepted, then the kernel spins silently.
     model = lambda name: "qemu64" if name == "kvm" else "max"  # noqa: E731
-    monkeypatch.setattr(accel, "cpu_model", model)
-    monkeypatch.setattr(argv, "cpu_model", model)
+    monkeypatch.setattr(accel, "cpu_model", model)  # argv imports it from accel when it builds a command line
     monkeypatch.setenv("HVDESK_ACCEL", "kvm")
     manager = await engines(watch=True)
     watch = BootWatch(manager, times=QUICK)
