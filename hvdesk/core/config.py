@@ -15,11 +15,16 @@ import types
 import typing
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from hvdesk.core import checks
 from hvdesk.core.errors import ConfigError
 from hvdesk.core.names import validate_name
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Section = TypeVar("_Section", bound="DataclassInstance")
 
 SCHEMA_VERSION = 1
 
@@ -184,7 +189,7 @@ def _where(prefix: str, name: str) -> str:
     return f"{prefix}{name}" if prefix else name
 
 
-def _load(cls: type, data: Any, prefix: str) -> Any:
+def _load(cls: type[_Section], data: Any, prefix: str) -> _Section:
     """Build dataclass `cls` from plain data, checking every value's type against the declaration."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'file'}: expected a table")
@@ -205,7 +210,7 @@ def _load(cls: type, data: Any, prefix: str) -> Any:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(cls: type[DataclassInstance]) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
@@ -218,7 +223,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list")
         return [_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):  # a hint names a class, never an instance
         return _load(kind, value, where + ".")
     _check_type(kind, value, where)
     return value
@@ -230,7 +235,7 @@ def _check_type(kind: Any, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: expected {kind.__name__}, found {type(value).__name__} {value!r}")
 
 
-def _check_fields(obj: Any, prefix: str) -> None:
+def _check_fields(obj: DataclassInstance, prefix: str) -> None:
     """Every field's type and rule, recursively; configs built in code (the settings dialog, the
     CLI) pass here as well as loaded ones, so a rule is never skipped."""
     hints = _hints(type(obj))
@@ -250,5 +255,5 @@ def _check_fields(obj: Any, prefix: str) -> None:
                 raise ConfigError(f"{where}: {exc}") from None
         items = value if isinstance(value, list) else [value]
         for i, item in enumerate(items):
-            if dataclasses.is_dataclass(item):
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
                 _check_fields(item, f"{where}[{i}]." if isinstance(value, list) else where + ".")

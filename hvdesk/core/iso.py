@@ -10,11 +10,13 @@ and stays an error."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol, cast
 
 import pycdlib
+from pycdlib.dr import DirectoryRecord
 from pycdlib.pycdlibexception import PyCdlibException
 
 from hvdesk.core import osinfo_db
@@ -51,6 +53,22 @@ class Detection:
 @dataclass(frozen=True)
 class NotRecognised:
     reason: str  # one line: what was seen that matched nothing, or why the image could not be read
+
+
+class _Facade(Protocol):
+    """What we use of pycdlib's name spaces (its Rock Ridge, Joliet and ISO 9660 facades)."""
+
+    def get_record(self, path: str, /) -> DirectoryRecord: ...
+
+    def get_file_from_iso_fp(self, outfp: BinaryIO, path: str, /) -> None: ...
+
+    def list_children(self, path: str, /) -> Iterator[DirectoryRecord | None]: ...
+
+
+class _Spelling(Protocol):
+    """How a facade spells a path (_as_is, _iso_name)."""
+
+    def __call__(self, path: str, directory: bool = False) -> str: ...
 
 
 class UnreadableIso(ConfigError):
@@ -90,7 +108,7 @@ def _has_iso9660_descriptor(reader: BoundedReader) -> bool:
 
 def _read_facts(reader: BoundedReader) -> IsoFacts:
     image = pycdlib.PyCdlib()
-    image.open_fp(reader)  # pycdlib needs only read, seek and tell
+    image.open_fp(cast(BinaryIO, reader))  # pycdlib needs only read, seek and tell
     try:
         volume = image.pvd.volume_identifier.decode("ascii", errors="replace").strip(" \0")
         texts = {name: _read_text(image, name) for name in MARKER_FILES}
@@ -159,9 +177,9 @@ def _as_is(path: str, directory: bool = False) -> str:
     return path
 
 
-def _facades(image: pycdlib.PyCdlib) -> list[tuple[object, Callable[..., str]]]:
+def _facades(image: pycdlib.PyCdlib) -> list[tuple[_Facade, _Spelling]]:
     """The name spaces the image has, best first, each with how it spells a path."""
-    out: list[tuple[object, Callable[..., str]]] = []
+    out: list[tuple[_Facade, _Spelling]] = []
     if image.has_rock_ridge():
         out.append((image.get_rock_ridge_facade(), _as_is))
     if image.has_joliet():
@@ -170,7 +188,7 @@ def _facades(image: pycdlib.PyCdlib) -> list[tuple[object, Callable[..., str]]]:
     return out
 
 
-def _child_name(child) -> str:
+def _child_name(child: DirectoryRecord) -> str:
     if child.rock_ridge is not None and child.rock_ridge.name():
         return child.rock_ridge.name().decode("utf-8", errors="replace")
     return child.file_identifier().decode("utf-16-be" if b"\0" in child.file_identifier() else "ascii",

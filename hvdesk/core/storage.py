@@ -222,7 +222,7 @@ class Library:
 
     def remove_abandoned(self) -> list[Path]:
         """Staging folders whose creator died (killed mid-create): removed; returns them."""
-        removed = []
+        removed: list[Path] = []
         try:
             candidates = [p for p in self.root.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
         except OSError:
