@@ -8,7 +8,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 CACHE_FILE = "qemu-host.json"
 FORMAT = 1
@@ -25,31 +25,34 @@ def binary_key(binary: Path, topic: str) -> str:
 
 def known(cache_dir: Path | None, key: str) -> bool:
     """Whether `key` is already remembered (so asking costs no subprocess)."""
-    try:
-        return cache_dir is not None and key in json.loads((cache_dir / CACHE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
+    return cache_dir is not None and isinstance(_entries(cache_dir / CACHE_FILE).get(key), dict)
 
 
-def remembered(cache_dir: Path | None, key: str, compute: Callable[[], dict]) -> dict:
+def remembered(cache_dir: Path | None, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The cached value for `key`, else `compute()` (stored for next time)."""
-    cache_file = cache_dir / CACHE_FILE if cache_dir else None
-    cached: dict = {}
-    if cache_file is not None:
-        try:
-            cached = json.loads(cache_file.read_text())
-        except (OSError, ValueError):
-            cached = {}
-    if key in cached:
-        return cached[key]
+    if cache_dir is None:
+        return compute()
+    cache_file = cache_dir / CACHE_FILE
+    cached = _entries(cache_file)
+    entry = cached.get(key)
+    if isinstance(entry, dict):
+        return entry
     value = compute()
-    if cache_file is not None:
-        cached[key] = value
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cached, indent=1))
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass
+    cached[key] = value
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached, indent=1))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
     return value
+
+
+def _entries(cache_file: Path) -> dict[str, Any]:
+    """The file's entries; none if it is missing, unreadable, or not the JSON object this module writes."""
+    try:
+        data = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -80,3 +80,11 @@ def test_results_of_the_old_real_mode_probe_are_not_reused(tmp_path):
     choice = accel.choose("auto", EMULATOR, tmp_path, platform_name="darwin", prober=prober)
     assert choice.name == "tcg" and prober.calls == ["hvf"]
     assert accel.is_quick("auto", EMULATOR, tmp_path, platform_name="darwin")
+
+
+@pytest.mark.parametrize("text", ["[]", "5", '"version"', '{"key": 5}'])
+def test_a_cache_file_that_is_not_ours_only_costs_a_re_check(tmp_path, text):
+    (tmp_path / hostcache.CACHE_FILE).write_text(text)
+    assert not hostcache.known(tmp_path, "key")
+    assert hostcache.remembered(tmp_path, "key", lambda: {"ok": True}) == {"ok": True}
+    assert hostcache.known(tmp_path, "key")
