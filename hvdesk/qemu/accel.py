@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from hvdesk.core.errors import ConfigError
 from hvdesk.qemu import hostcache, probe_firmware
@@ -96,7 +96,7 @@ def is_quick(requested: str, emulator: Path, cache_dir: Path | None, platform_na
 
 
 def _cached_probe(emulator: Path, accel: str, cache_dir: Path | None, prober: Prober) -> ProbeResult:
-    def run() -> dict:
+    def run() -> dict[str, Any]:
         result = prober(emulator, accel)
         return {"ok": result.ok, "detail": result.detail}
     key = hostcache.binary_key(emulator, f"{PROBE_TOPIC}-{accel}")
@@ -159,7 +159,7 @@ def run_test_guest(emulator: Path, accel: str, limit: float = PROBE_TIMEOUT) -> 
     return GuestRun(False, seconds, why)
 
 
-def _watch(qemu: subprocess.Popen, mark: Path, limit: float) -> tuple[int | None, float | None]:
+def _watch(qemu: subprocess.Popen[bytes], mark: Path, limit: float) -> tuple[int | None, float | None]:
     """Wait for QEMU to exit: (its status, or None once killed at its deadline; seconds since the guest's
     long-mode mark, or None without one). Polling is portable, and 5 ms is fine against ~0.3 s under TCG."""
     started, marked = time.monotonic(), None

@@ -67,14 +67,15 @@ def find_qemu_img() -> Path:
 
 def program_version(path: Path, cache_dir: Path | None = None) -> str:
     """"7.2.22" from `PROGRAM --version` (remembered per binary); "unknown" if it does not say."""
-    def ask() -> dict:
+    def ask() -> dict[str, str]:
         try:
             out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.TimeoutExpired):
             return {"version": "unknown"}
         match = _VERSION.search(out)
         return {"version": match.group(1) if match else "unknown"}
-    return hostcache.remembered(cache_dir, hostcache.binary_key(path, "version"), ask)["version"]
+    version = hostcache.remembered(cache_dir, hostcache.binary_key(path, "version"), ask).get("version")
+    return version if isinstance(version, str) else "unknown"  # the cache is JSON on disk: whatever it holds
 
 
 def check_version(path: Path, cache_dir: Path | None = None) -> str:

@@ -118,7 +118,7 @@ def holders_of(files: list[Path]) -> dict[Path, int]:
                 info = os.stat(item.path)
             except OSError:
                 continue
-            path = wanted.get((info.st_dev, info.st_ino))
-            if path is not None:
-                held.setdefault(path, proc.pid)
+            target = wanted.get((info.st_dev, info.st_ino))
+            if target is not None:
+                held.setdefault(target, proc.pid)
     return held

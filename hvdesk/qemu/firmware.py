@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def find_uefi(machine: str = "q35", secure_boot: bool = False) -> UefiFirmware:
     raise NotFoundError(f"UEFI firmware (OVMF) not found ({hint})")
 
 
-def _from_descriptors(machine: str, secure_boot: bool):
+def _from_descriptors(machine: str, secure_boot: bool) -> Iterator[UefiFirmware]:
     files = sorted(p for d in DESCRIPTOR_DIRS if Path(d).is_dir() for p in Path(d).glob("*.json"))
     for path in files:
         try:

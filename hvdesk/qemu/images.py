@@ -10,6 +10,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hvdesk.core.errors import DiskError, DiskInUseError, NotFoundError
 from hvdesk.qemu.binaries import find_qemu_img
@@ -36,7 +37,7 @@ class ImageInfo:
     data_file: str | None = None  # a qcow2 external data file
     extents: tuple[str, ...] = ()  # a VMDK's extent files, other than itself
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "virtual_size": self.virtual_size,
                 "actual_size": self.actual_size, "backing_file": self.backing_file}
 
@@ -89,7 +90,7 @@ async def info(path: Path, *, force_share: bool = False) -> ImageInfo:
     return _parse_info(path, json.loads(out))
 
 
-def _parse_info(path: Path, data: dict) -> ImageInfo:
+def _parse_info(path: Path, data: dict[str, Any]) -> ImageInfo:  # qemu-img's JSON
     backing = data.get("backing-filename")
     if backing is not None and not _PROTOCOL.match(backing):
         backing = str(path.parent / backing) if not Path(backing).is_absolute() else backing

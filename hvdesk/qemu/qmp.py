@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from hvdesk.core.errors import QemuError
 
-EventCallback = Callable[[str, dict, float], None]  # name, data, QEMU's timestamp (s)
+EventCallback = Callable[[str, dict[str, Any], float], None]  # name, data, QEMU's timestamp (s)
 
 
 class QmpSession:
@@ -27,7 +27,7 @@ class QmpSession:
         if on_event is not None:
             self._client.register_listener(qmp_client.CallbackListener(on_event))
         self.name = name
-        self._closing: asyncio.Future | None = None
+        self._closing: asyncio.Future[None] | None = None
         self._ended_by: Exception | None = None  # what ended the session, as disconnect() re-raised it
 
     @property
@@ -42,8 +42,8 @@ class QmpSession:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                timed_out = last_error is None or isinstance(last_error, asyncio.TimeoutError)
-                detail = "" if timed_out else f" ({_why(last_error)})"
+                cause = None if isinstance(last_error, asyncio.TimeoutError) else last_error  # a timeout says no more
+                detail = f" ({_why(cause)})" if cause is not None else ""
                 raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:g} s{detail}")
             try:
                 await asyncio.wait_for(self._client.connect(str(socket_path)), remaining)
@@ -57,7 +57,7 @@ class QmpSession:
                     raise QemuError(f"QEMU's control socket {socket_path} does not speak QMP ({_why(exc)})") from None
                 await asyncio.sleep(min(0.02, max(remaining, 0)))
 
-    async def execute(self, command: str, arguments: dict | None = None, timeout: float = 10.0) -> Any:
+    async def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         try:
             async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per command
                 return await self._client.execute(command, arguments)

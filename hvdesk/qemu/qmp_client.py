@@ -31,7 +31,7 @@ class CallbackListener(EventListener):
     qemu.qmp's reader, where any exception ends the session: a malformed event or a failing
     callback is logged instead, and the session goes on."""
 
-    def __init__(self, callback: Callable[[str, dict, float], None]) -> None:
+    def __init__(self, callback: Callable[[str, dict[str, Any], float], None]) -> None:  # qmp.EventCallback
         super().__init__()
         self._callback = callback
 

@@ -48,9 +48,10 @@ async def launch(state_dir: Path, socket: Path, pidfile: Path, log: Path) -> int
     start, through a link in the VM's private runtime dir. (Not `--log fd=`: swtpm 0.7 closes its
     stderr for it, the control socket then becomes fd 2 and daemonizing replaces it.)"""
     make_private_dir(state_dir)
-    env = None
+    env: dict[str, str] | None = None
+    state_arg: Path | None = state_dir  # on swtpm's command line
     if SWTPM_UNSAFE in str(state_dir):
-        env, state_dir = {**os.environ, "TPM_PATH": str(state_dir)}, None
+        env, state_arg = {**os.environ, "TPM_PATH": str(state_dir)}, None
     if SWTPM_UNSAFE in str(log.parent):
         link = socket.with_name(LOG_LINK)
         try:
@@ -59,7 +60,7 @@ async def launch(state_dir: Path, socket: Path, pidfile: Path, log: Path) -> int
         except OSError as exc:
             raise QemuError(f"the VM's TPM cannot start: {exc}") from None
         log = link / log.name
-    argv = swtpm_argv(find_swtpm(), state_dir, socket, pidfile, log)
+    argv = swtpm_argv(find_swtpm(), state_arg, socket, pidfile, log)
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 start_new_session=True, umask=0o077, env=env)
