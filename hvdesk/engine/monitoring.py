@@ -98,10 +98,12 @@ class Monitor:
 
     async def _read(self, machine: Machine) -> VmReading | None:
         pid = machine.pid
+        if pid is None:  # it stopped while an earlier VM of this tick was sampled
+            return None
         reading = VmReading(time=time.monotonic(), pid=pid)
         try:
             async with self.manager.qmp(machine) as qmp:
-                tids = await self._vcpu_threads(machine, qmp)
+                tids = await self._vcpu_threads(machine, pid, qmp)
                 if machine.config.balloon.enabled:
                     if machine.balloon is None or machine.session is None:
                         machine.balloon = (await qmp.execute("query-balloon"))["actual"]
@@ -117,10 +119,10 @@ class Monitor:
             return None
         return reading
 
-    async def _vcpu_threads(self, machine: Machine, qmp) -> list[int]:
+    async def _vcpu_threads(self, machine: Machine, pid: int, qmp) -> list[int]:
         """vCPU thread ids (asked once per QEMU process), and turn on the guest's memory stats."""
         known = self._vcpus.get(machine.entry.folder)
-        if known is not None and known[0] == machine.pid:
+        if known is not None and known[0] == pid:
             return known[1]
         cpus = await qmp.execute("query-cpus-fast")
         tids = [cpu["thread-id"] for cpu in sorted(cpus, key=lambda c: c["cpu-index"])]
@@ -128,5 +130,5 @@ class Monitor:
             await qmp.execute("qom-set", {"path": f"/machine/peripheral/{BALLOON_ID}",
                                           "property": "guest-stats-polling-interval",
                                           "value": max(1, round(self.interval))})
-        self._vcpus[machine.entry.folder] = (machine.pid, tids)
+        self._vcpus[machine.entry.folder] = (pid, tids)
         return tids
