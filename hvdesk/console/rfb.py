@@ -96,7 +96,7 @@ class RfbClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._zlib = zlib.decompressobj()
-        self._frame_waiters: list[asyncio.Future] = []
+        self._frame_waiters: list[asyncio.Future[int]] = []
         self._closed = False
 
     # -- connecting --------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class RfbClient:
                       QEMU_EXTENDED_KEY_EVENT, QEMU_LED_STATE]
         self._write(struct.pack(f">BxH{len(encodings)}i", SET_ENCODINGS, len(encodings), *encodings))
         self.request_update(incremental=False)
-        await self._writer.drain()
+        await self.flush()
 
     async def _choose_security(self, version: tuple[int, int]) -> int:
         if version == (3, 3):
@@ -217,7 +217,7 @@ class RfbClient:
                 self._covered += w * h
         if self.continuous:
             self.request_update(incremental=True)
-        if self._covered >= self.framebuffer.width * self.framebuffer.height:
+        if self._covered >= self.screen.width * self.screen.height:
             self._screen_ready.set()
         if not pixels:  # only pseudo-rectangles (server features, cursor): no new picture
             return
@@ -241,23 +241,23 @@ class RfbClient:
         return True
 
     async def _raw(self, x: int, y: int, w: int, h: int) -> bool:
-        self.framebuffer.check_rect(x, y, w, h)
+        self.screen.check_rect(x, y, w, h)
         # In bands of at most 1 MiB: a whole 1080p frame read at once makes two 8 MB buffers
         # per frame, which the allocator returns to the kernel and faults in again (3x the CPU).
         row = w * BYTES_PER_PIXEL
         rows = max(1, RAW_BAND // max(row, 1))
         for top in range(0, h, rows):
             band = min(rows, h - top)
-            self.framebuffer.put(x, y + top, w, band, await self._read(row * band))
+            self.screen.put(x, y + top, w, band, await self._read(row * band))
         return True
 
     async def _copyrect(self, x: int, y: int, w: int, h: int) -> bool:
         src_x, src_y = struct.unpack(">HH", await self._read(4))
-        self.framebuffer.copy(x, y, w, h, src_x, src_y)
+        self.screen.copy(x, y, w, h, src_x, src_y)
         return True
 
     async def _zlib_rect(self, x: int, y: int, w: int, h: int) -> bool:
-        self.framebuffer.check_rect(x, y, w, h)
+        self.screen.check_rect(x, y, w, h)
         (length,) = struct.unpack(">I", await self._read(4))
         expected = w * h * BYTES_PER_PIXEL
         if length > expected + 1024 + expected // 2:  # more than zlib could ever need
@@ -268,7 +268,7 @@ class RfbClient:
             raise ConsoleError(f"the VNC server sent corrupt zlib data ({exc})") from None
         if len(pixels) != expected or self._zlib.unconsumed_tail:
             raise ConsoleError("the VNC server's zlib rectangle does not match its size")
-        self.framebuffer.put(x, y, w, h, pixels)
+        self.screen.put(x, y, w, h, pixels)
         return True
 
     async def _extended_desktop_size(self, x: int, y: int, w: int, h: int) -> bool:
@@ -279,7 +279,7 @@ class RfbClient:
         return await self._desktop_size(x, y, w, h)
 
     async def _desktop_size(self, x: int, y: int, w: int, h: int) -> bool:
-        self.framebuffer.resize(w, h)
+        self.screen.resize(w, h)
         self._covered = 0
         self._screen_ready.clear()
         if self.events.resize:
@@ -366,11 +366,11 @@ class RfbClient:
                 await self._screen_ready.wait()
         except TimeoutError:
             raise ConsoleError(f"the VNC server did not send the whole screen within {timeout:g} s") from None
-        return self.framebuffer
+        return self.screen
 
     async def next_frame(self, timeout: float = 10.0) -> int:
         """Wait for the next FramebufferUpdate to be applied (run() must be running)."""
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._frame_waiters.append(waiter)
         try:
             async with asyncio.timeout(timeout):
@@ -393,9 +393,18 @@ class RfbClient:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def screen(self) -> Framebuffer:
+        """The framebuffer, which the handshake makes (so every server message has one)."""
+        if self.framebuffer is None:
+            raise ConsoleError("the VNC console is not connected")
+        return self.framebuffer
+
     # -- reading ---------------------------------------------------------------------------------
 
     async def _read(self, count: int) -> bytes:
+        if self._reader is None:
+            raise ConsoleError("the VNC console is not connected")
         return await self._reader.readexactly(count)
 
     async def _read_text(self) -> str:

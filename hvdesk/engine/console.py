@@ -53,7 +53,7 @@ async def session(manager: Manager, name: str) -> AsyncIterator[RfbClient]:
 async def screenshot(manager: Manager, name: str) -> bytes:
     """The VM's screen as PNG bytes."""
     async with session(manager, name) as client:
-        return client.framebuffer.png()
+        return client.screen.png()
 
 
 async def send_keys(manager: Manager, name: str, combos: list[str]) -> int:
