@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 import psutil
 
@@ -54,7 +55,7 @@ def read_process(pid: int, vcpu_tids: list[int]) -> tuple[float | None, list[flo
     return times.user + times.system, [threads.get(tid) for tid in vcpu_tids], rss
 
 
-def parse_guest_stats(reply: dict) -> dict[str, int | None]:
+def parse_guest_stats(reply: dict[str, Any]) -> dict[str, int | None]:
     """qom-get guest-stats -> {name: value}; QEMU says -1 for a stat the guest did not report, and
     last-update 0 until the guest's balloon driver reported at all: both become None."""
     stats = reply.get("stats", {}) if isinstance(reply, dict) else {}
@@ -63,7 +64,7 @@ def parse_guest_stats(reply: dict) -> dict[str, int | None]:
     return {name: (value if isinstance(value, int) and value >= 0 else None) for name, value in stats.items()}
 
 
-def sum_blockstats(reply: list, node_prefix: str = "disk") -> dict[str, int]:
+def sum_blockstats(reply: list[dict[str, Any]], node_prefix: str = "disk") -> dict[str, int]:
     """Totals over the VM's own disks (nodes named disk0, disk1...; not the CD or firmware)."""
     totals = dict.fromkeys(DISK_KEYS, 0)
     for entry in reply or []:

@@ -8,6 +8,7 @@ rings, None in samples): a guest without the balloon driver has no guest memory 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hvdesk.monitor.ring import Counter, Ring
 
@@ -48,7 +49,7 @@ class VmSample:
     disk_write_ops: float | None
     network: str = "not available with user-mode NAT (the host sees no per-VM interface)"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -124,7 +125,7 @@ class HostSample:
     memory_available: int
     committed: int  # memory the running VMs were given (bytes)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
