@@ -58,7 +58,7 @@ class BootWatch:
         self.accelerators = accelerators
         self.times = times
         self.stalled: set[Path] = set()  # VM folders showing the notice now
-        self._watching: dict[Path, asyncio.Task] = {}
+        self._watching: dict[Path, asyncio.Task[None]] = {}
         self._listeners: list[Callable[[Machine], None]] = []
         manager.subscribe(self._on_change)
 

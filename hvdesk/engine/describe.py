@@ -4,14 +4,19 @@ the README and stay stable: scripts depend on them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from hvdesk.core.config import Disk
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine import host
 from hvdesk.engine.machine import Machine
 from hvdesk.qemu import images
 
+# What `list --json` and `info --json` print: JSON for scripts, whose fields the README documents.
+Report = dict[str, Any]
 
-def summary(machine: Machine) -> dict:
+
+def summary(machine: Machine) -> Report:
     config = machine.entry.config
     return {
         "name": machine.name,
@@ -25,7 +30,7 @@ def summary(machine: Machine) -> dict:
     }
 
 
-async def details(machine: Machine) -> dict:
+async def details(machine: Machine) -> Report:
     """Everything `info` shows, with each disk's sizes from qemu-img."""
     data = static_details(machine)
     for entry in data.get("disks", []):
@@ -33,7 +38,7 @@ async def details(machine: Machine) -> dict:
     return data
 
 
-def static_details(machine: Machine) -> dict:
+def static_details(machine: Machine) -> Report:
     """Everything `info` shows except disk sizes (which need qemu-img): quick enough to call
     from a UI handler."""
     data = summary(machine)
@@ -62,7 +67,7 @@ def static_details(machine: Machine) -> dict:
     return data
 
 
-def _accelerator(machine: Machine) -> dict | None:
+def _accelerator(machine: Machine) -> dict[str, Any] | None:
     """The accelerator the running QEMU uses, or the one the next start would choose."""
     if machine.run is not None:
         return {"name": machine.run.accel, "reason": machine.run.accel_reason, "in_use": True}
@@ -72,13 +77,13 @@ def _accelerator(machine: Machine) -> dict | None:
     return {"name": found[0], "reason": found[1], "in_use": False}
 
 
-def _disk(machine: Machine, disk) -> dict:
+def _disk(machine: Machine, disk: Disk) -> dict[str, Any]:
     return {"path": str(machine.paths.resolve(disk.path)), "format": disk.format, "bus": disk.bus,
             "created": disk.created, "virtual_size": None, "actual_size": None, "error": None,
             "backing": [{"path": str(machine.paths.resolve(b.path)), "format": b.format} for b in disk.backing]}
 
 
-async def _add_sizes(entry: dict) -> None:
+async def _add_sizes(entry: dict[str, Any]) -> None:
     try:
         info = await images.info(Path(entry["path"]), force_share=True)  # a running VM holds its lock
         entry.update(virtual_size=info.virtual_size, actual_size=info.actual_size)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
+from typing import Any
 
 from hvdesk.core.background import spawn
 from hvdesk.core.config import CdDrive
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 class InstallFlow:
     def __init__(self, manager: Manager) -> None:
         self.manager = manager
-        self._restart: set = set()  # VMs that powered off at the end of their installation
+        self._restart: set[Path] = set()  # VMs (folders) that powered off at the end of their installation
         manager.on_qmp_event(self._on_event)
         manager.subscribe(self._on_change)
 
@@ -33,7 +35,7 @@ class InstallFlow:
         started = machine.run.config if machine.run else {}
         return bool(config and config.install and (started.get("cdrom") or {}).get("iso"))
 
-    def _on_event(self, machine: Machine, event: str, data: dict) -> None:
+    def _on_event(self, machine: Machine, event: str, data: dict[str, Any]) -> None:
         if not self._installing(machine):
             return
         if event == "SHUTDOWN" and data.get("reason") == "guest-shutdown":

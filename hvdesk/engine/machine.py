@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hvdesk.core.config import VmConfig
@@ -28,7 +29,7 @@ class Machine:
     expect_exit: bool = False  # we asked QEMU to end: its exit is a stop, not an abort
     balloon: int | None = None  # bytes, from BALLOON_CHANGE events while watched
     notice: str = ""  # something the engine decided that the user should hear about (e.g. detected OS)
-    _paths: tuple | None = field(default=None, repr=False)
+    _paths: tuple[tuple[Path, str], VmPaths] | None = field(default=None, repr=False)  # ((folder, uuid), paths)
 
     @property
     def name(self) -> str:

@@ -104,7 +104,7 @@ class Manager:
     def qmp(self, machine: Machine) -> AbstractAsyncContextManager[QmpSession]:
         return self.watcher.qmp(machine)
 
-    async def command(self, machine: Machine, command: str, arguments: dict | None = None,
+    async def command(self, machine: Machine, command: str, arguments: dict[str, Any] | None = None,
                       timeout: float = 10.0) -> Any:
         return await self.watcher.command(machine, command, arguments, timeout)
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.actions import Action, allows
@@ -22,6 +23,9 @@ from hvdesk.engine.manager import Manager
 from hvdesk.monitor import readers
 from hvdesk.monitor.series import DEFAULT_CAPACITY, HostSeries, VmReading, VmSample, VmSeries
 from hvdesk.qemu.argv import BALLOON_ID
+
+if TYPE_CHECKING:
+    from hvdesk.qemu.qmp import QmpSession
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL, MAX_INTERVAL = 0.5, 10.0
@@ -42,7 +46,7 @@ class Monitor:
         self.last_tick_vms = 0
         self._vcpus: dict[Path, tuple[int, list[int]]] = {}  # folder -> (pid, vCPU thread ids)
         self._listeners: list[Callable[[], None]] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` after every tick."""
@@ -119,7 +123,7 @@ class Monitor:
             return None
         return reading
 
-    async def _vcpu_threads(self, machine: Machine, pid: int, qmp) -> list[int]:
+    async def _vcpu_threads(self, machine: Machine, pid: int, qmp: QmpSession) -> list[int]:
         """vCPU thread ids (asked once per QEMU process), and turn on the guest's memory stats."""
         known = self._vcpus.get(machine.entry.folder)
         if known is not None and known[0] == pid:

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hvdesk.core.errors import NotFoundError
 from hvdesk.core.names import name_key
@@ -19,7 +20,7 @@ from hvdesk.engine.states import VmState
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Machine], None]
-EventHook = Callable[[Machine, str, dict], None]
+EventHook = Callable[[Machine, str, dict[str, Any]], None]  # VM, QMP event name, its data
 
 
 class Registry:
@@ -29,7 +30,7 @@ class Registry:
         self._listeners: list[Listener] = []
         self.event_hooks: list[EventHook] = []
         self._locks: dict[Path, asyncio.Lock] = {}
-        self.library_stamp: tuple = ()  # scan_stamp() when the library was last read
+        self.library_stamp: tuple[tuple[str, int], ...] = ()  # scan_stamp() when the library was last read
 
     def machines(self) -> list[Machine]:
         return sorted(self._machines.values(), key=lambda m: name_key(m.name))
@@ -113,7 +114,7 @@ class Registry:
                 return other.name
         return None
 
-    def scan_stamp(self) -> tuple:
+    def scan_stamp(self) -> tuple[tuple[str, int], ...]:
         """Cheap fingerprint of the library: each folder's vm.toml mtime."""
         stamp = []
         try:

@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import make_private_runtime_dir, runtime_root
@@ -38,7 +39,7 @@ class RunInfo:
     accel_reason: str
     started_at: float
     argv: list[str]
-    config: dict = field(default_factory=dict)  # the settings QEMU was started with
+    config: dict[str, Any] = field(default_factory=dict)  # the settings QEMU was started with (VmConfig.to_dict)
     paused: bool = False  # started with --paused: it stays in prelaunch on purpose
 
 
@@ -119,9 +120,10 @@ def mark_aborted(paths: VmPaths, reason: str) -> None:
 
 def aborted_reason(paths: VmPaths) -> str | None:
     try:
-        return json.loads((paths.qemu_log.parent / ABORTED_MARKER).read_text())["reason"]
+        reason = json.loads((paths.qemu_log.parent / ABORTED_MARKER).read_text())["reason"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return reason if isinstance(reason, str) else None
 
 
 def clear_aborted(paths: VmPaths) -> None:

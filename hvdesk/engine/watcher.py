@@ -26,7 +26,7 @@ from hvdesk.engine import runtime
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import Registry
 from hvdesk.engine.states import EVENT_STATES, IO_ERROR, VmState, state_from_status
-from hvdesk.qemu.process import wait_gone
+from hvdesk.qemu.process import read_pid, wait_gone
 from hvdesk.qemu.qmp import QmpSession
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Watcher:
         self.registry = registry
         self.watch = watch
         self.poll_interval = poll_interval
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._state_events: dict[Path, int] = {}  # state-changing QMP events seen, per VM folder
 
     async def open(self, *, inspect: bool) -> None:
@@ -143,7 +143,7 @@ class Watcher:
         if owner or flock is not None:
             try:
                 if runtime.left_behind(paths) and not expected:
-                    pid = runtime.read_pid(paths.pidfile)
+                    pid = read_pid(paths.pidfile)
                     runtime.mark_aborted(paths, f"QEMU (pid {pid}) ended without a clean exit "
                                                 f"(killed or crashed); see {paths.qemu_log}")
                 runtime.remove_run_dir(paths)
@@ -189,7 +189,7 @@ class Watcher:
         self.follow(machine, session)
         return True
 
-    def _on_event(self, machine: Machine, event: str, data: dict) -> None:
+    def _on_event(self, machine: Machine, event: str, data: dict[str, Any]) -> None:
         for hook in list(self.registry.event_hooks):
             try:
                 hook(machine, event, data)
@@ -271,7 +271,7 @@ class Watcher:
         finally:
             await session.close()
 
-    async def command(self, machine: Machine, command: str, arguments: dict | None = None,
+    async def command(self, machine: Machine, command: str, arguments: dict[str, Any] | None = None,
                       timeout: float = 10.0) -> Any:
         async with self.qmp(machine) as qmp:
             return await qmp.execute(command, arguments, timeout=timeout)
