@@ -46,14 +46,14 @@ class ConsoleWindow(QMainWindow):
         self.view = ConsoleView()
         self.view.grab_changed.connect(self._update_status)
         self.view.near_top.connect(self._reveal_toolbar)
-        self.scroll = QScrollArea()
-        self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.scroll.setStyleSheet("QScrollArea { background: black; border: none; }")
-        self.scroll.setWidget(self.view)
-        self.scroll.setWidgetResizable(True)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scroll_area.setStyleSheet("QScrollArea { background: black; border: none; }")
+        self.scroll_area.setWidget(self.view)
+        self.scroll_area.setWidgetResizable(True)
         self.stopped_page = self._build_stopped_page()
         self.pages = QStackedWidget()
-        self.pages.addWidget(self.scroll)
+        self.pages.addWidget(self.scroll_area)
         self.pages.addWidget(self.stopped_page)
         self.setCentralWidget(self.pages)
         self._build_toolbar()
@@ -140,7 +140,7 @@ class ConsoleWindow(QMainWindow):
             return
         self.client = client
         self.view.attach(client)
-        self.pages.setCurrentWidget(self.scroll)
+        self.pages.setCurrentWidget(self.scroll_area)
         self._reader = asyncio.ensure_future(self._read(client))
         with contextlib.suppress(ConsoleError):
             await client.whole_screen()
@@ -201,7 +201,7 @@ class ConsoleWindow(QMainWindow):
 
     def set_scaled(self, scaled: bool) -> None:
         self.view.set_scaled(scaled)
-        self.scroll.setWidgetResizable(scaled)
+        self.scroll_area.setWidgetResizable(scaled)
 
     def set_fullscreen(self, on: bool) -> None:
         if on:

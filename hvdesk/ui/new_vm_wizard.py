@@ -200,12 +200,12 @@ class DiskPage(QWizardPage):
         self.group = QButtonGroup(self)
         for button in (self.new_choice, self.existing_choice, self.none_choice):
             self.group.addButton(button)
-        self.size = QSpinBox(minimum=1, maximum=64 * 1024, suffix=" GiB")
+        self.size_gib = QSpinBox(minimum=1, maximum=64 * 1024, suffix=" GiB")
         self.path = QLineEdit()
         layout = QVBoxLayout(self)
         layout.addWidget(self.new_choice)
         size_row = QFormLayout()
-        size_row.addRow("Size:", self.size)
+        size_row.addRow("Size:", self.size_gib)
         layout.addLayout(size_row)
         layout.addWidget(self.existing_choice)
         layout.addWidget(_browse(self, self.path, "Choose a disk image", DISK_FILTER, app_prefs))
@@ -215,7 +215,7 @@ class DiskPage(QWizardPage):
             signal.connect(lambda *_: self.completeChanged.emit())
 
     def initializePage(self) -> None:
-        self.size.setValue(preset(self.names.os.currentData()).disk_gib)
+        self.size_gib.setValue(preset(self.names.os.currentData()).disk_gib)
         if self.media.disk_choice.isChecked():
             self.existing_choice.setChecked(True)
             self.path.setText(self.media.disk.text())
@@ -277,7 +277,7 @@ class NewVmWizard(QWizard):
         return CreateRequest(
             name=self.names.name.text(), os=self.names.os.currentData(), memory_mib=self.resources.memory.value(),
             cpus=self.resources.cpus.value(),
-            disk_size=self.disk.size.value() * GIB if self.disk.new_choice.isChecked() else None,
+            disk_size=self.disk.size_gib.value() * GIB if self.disk.new_choice.isChecked() else None,
             attach_disk=Path(self.disk.path.text().strip()) if self.disk.existing_choice.isChecked() else None,
             iso=Path(iso).expanduser() if iso else None)
 

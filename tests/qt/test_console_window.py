@@ -35,7 +35,7 @@ def lit_pixels(image: QImage) -> int:
 
 def test_console_shows_the_guest_and_forwards_keys(window, run, until, guest_request, tiny_guest, tmp_path):
     console = open_console(window, run, until, guest_request, tiny_guest)
-    assert console.pages.currentWidget() is console.scroll
+    assert console.pages.currentWidget() is console.scroll_area
     fb = console.client.framebuffer
     assert (fb.width, fb.height) == (720, 400)  # the VGA text console
     assert lit_pixels(console.view.snapshot()) > 1000  # SeaBIOS and shell text
@@ -76,7 +76,7 @@ def test_console_offers_start_and_reconnects(window, run, until, guest_request, 
     console.start_button.click()
     until(lambda: row_texts(window)["again"] == "Running", what="started from the console window")
     until(lambda: console.client is not None and console.client.frames > 0, 30, "reconnected")
-    assert console.pages.currentWidget() is console.scroll
+    assert console.pages.currentWidget() is console.scroll_area
     console.close()
 
 

@@ -50,7 +50,7 @@ def test_a_full_disk_in_the_new_vm_wizard(small_disk, open_window, until, monkey
     wizard.names.name.setText("full")
     wizard.next()
     wizard.next()
-    wizard.disk.size.setValue(1)
+    wizard.disk.size_gib.setValue(1)
     wizard.next()
     wizard.summary.start.setChecked(False)
     wizard.button(QWizard.WizardButton.FinishButton).click()

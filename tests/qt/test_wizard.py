@@ -43,7 +43,7 @@ def test_iso_to_created_vm_with_the_detected_defaults(window, run, until, tmp_pa
     assert wizard.resources.memory.value() == 2048 and wizard.resources.cpus.value() == 2
     assert "Recommended for Debian 12" in wizard.resources.memory_hint.text()
     wizard.next()
-    assert wizard.disk.new_choice.isChecked() and wizard.disk.size.value() == 20
+    assert wizard.disk.new_choice.isChecked() and wizard.disk.size_gib.value() == 20
     wizard.next()
     assert "Debian 12" in wizard.summary.text.text() and wizard.summary.start.isChecked()
     wizard.summary.start.setChecked(False)
