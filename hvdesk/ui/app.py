@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import qasync
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication), "hvdesk's Qt application is always a QApplication (widgets need one)"
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("io.github.hvdesk")

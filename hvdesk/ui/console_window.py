@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMenu, QPushButton, QScrollArea, QStackedWidget,
                                QToolButton, QVBoxLayout, QWidget)
 
@@ -38,7 +39,7 @@ class ConsoleWindow(QMainWindow):
         super().__init__()
         self.manager, self.machine, self.runner, self.prefs = manager, machine, runner, app_prefs
         self.client: RfbClient | None = None
-        self._reader: asyncio.Task | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._connecting = False
         self._closed = False
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -62,7 +63,7 @@ class ConsoleWindow(QMainWindow):
         self._update_status(False)
         self._hide_timer = QTimer(self, singleShot=True, interval=TOOLBAR_HIDE_MS)
         self._hide_timer.timeout.connect(self._hide_toolbar_in_fullscreen)
-        self._sized_to = None
+        self._sized_to: QSize | None = None  # the guest screen size the window was last sized to
         self._unsubscribe = manager.subscribe(self._on_machine)
         self.resize(800, 600)
         self._on_machine(machine)
@@ -86,7 +87,7 @@ class ConsoleWindow(QMainWindow):
         self.toolbar.setMovable(False)
         self.keys_menu = QMenu("Keys", self)
         for label, combo in COMBOS:
-            self.keys_menu.addAction(label, lambda c=combo: self.send_combo(c))
+            self.keys_menu.addAction(label, functools.partial(self.send_combo, combo))
         keys_button = QToolButton()
         keys_button.setText("Send Keys")
         keys_button.setMenu(self.keys_menu)
@@ -241,10 +242,11 @@ class ConsoleWindow(QMainWindow):
         dialog.fileSelected.connect(lambda path: self.save_screenshot(Path(path), image))
         dialog.open()
 
-    def save_screenshot(self, path: Path, image=None) -> bool:
+    def save_screenshot(self, path: Path, image: QImage | None = None) -> bool:
         image = image if image is not None else self.view.snapshot()
         self.prefs.set(prefs.LAST_FOLDER, str(path.parent))
-        saved = image.save(str(path), "PNG")
+        # PySide6 takes the format as str (bytes raise ValueError), though its stubs say bytes.
+        saved = image.save(str(path), "PNG")  # type: ignore[call-overload]
         self.statusBar().showMessage(f"Saved {path}" if saved else f"Could not save {path}", 5000)
         return saved
 

@@ -34,7 +34,7 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
     return f"<table cellspacing='2'>{cells}</table>"
 
 
-def section_rows(data: dict) -> dict[str, list[tuple[str, str]]]:
+def section_rows(data: describe.Report) -> dict[str, list[tuple[str, str]]]:
     """What each section lists, from describe.static_details/details."""
     acc = data["accelerator"]
     boot = ", ".join({"disk": "Hard disk", "cdrom": "Optical", "network": "Network"}[b] for b in data["boot_order"])
@@ -81,7 +81,7 @@ class DetailsPane(QScrollArea):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # text wraps instead
         self._machine: Machine | None = None
-        self._sizes_task: asyncio.Task | None = None
+        self._sizes_task: asyncio.Task[None] | None = None
         self.is_stalled: Callable[[Machine], bool] = lambda _machine: False  # set by the window
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -234,6 +234,6 @@ class DetailsPane(QScrollArea):
         self._banner.setVisible(bool(banner))
         self.preview.show_machine(machine)
 
-    def _render_sections(self, data: dict) -> None:
+    def _render_sections(self, data: describe.Report) -> None:
         for title, pairs in section_rows(data).items():
             self._sections[title].setText(_rows(pairs))

@@ -44,9 +44,11 @@ class HostOverview(QDialog):
         count = min(len(host.times), int(WINDOW / self.monitor.interval) + 1)
         if not count:
             return
+        latest = host.latest
+        assert latest is not None, "the host series has samples (count > 0), so a latest one"
         now = time.monotonic()
         x = host.times.values(count) - now
-        cores = len(host.latest.cpu_per_core)
+        cores = len(latest.cpu_per_core)
         cpu, memory = {}, {}
         for machine in self.monitor.manager.machines():
             series = self.monitor.series.get(machine.entry.folder)
@@ -55,13 +57,12 @@ class HostOverview(QDialog):
             cpu[machine.name] = _aligned(series.times.values(), series.rings["cpu"].values(), x + now) / cores
             memory[machine.name] = _aligned(series.times.values(), series.rings["rss"].values(), x + now) / GIB
         self.cpu.show_series(x, _stacked(cpu), WINDOW, floor=100)
-        self.memory.show_series(x, _stacked(memory), WINDOW, floor=host.latest.memory_total / GIB)
-        self._capacity.setPos(host.latest.memory_total / GIB)
+        self.memory.show_series(x, _stacked(memory), WINDOW, floor=latest.memory_total / GIB)
+        self._capacity.setPos(latest.memory_total / GIB)
         for plot in (self.cpu, self.memory):
             for index, curve in enumerate(plot.curves.values()):
                 curve.setFillLevel(0)
                 curve.setBrush(pg.mkBrush(PALETTE[index % len(PALETTE)] + "55"))
-        latest = host.latest
         self.summary.setText(
             f"<b>Host</b>: CPU {sum(latest.cpu_per_core) / cores:.0f} % of {cores} cores; memory "
             f"{format_approx(latest.memory_used)} used of {format_approx(latest.memory_total)}; "

@@ -4,13 +4,13 @@ operations; it owns no VM logic."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QLabel, QLineEdit, QMainWindow, QMenu, QMessageBox, QSplitter, QStackedWidget,
-                               QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractButton, QLabel, QLineEdit, QMainWindow, QMenu, QMessageBox, QSplitter,
+                               QStackedWidget, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from hvdesk import __version__
 from hvdesk.engine.actions import Action, allows
@@ -248,7 +248,7 @@ class MainWindow(QMainWindow):
         elif allows(Action.SHOW, machine.state):
             self.show_console()
 
-    def _context_menu(self, pos) -> None:
+    def _context_menu(self, pos: QPoint) -> None:
         a = self.actions_by_key
         menu = QMenu(self)
         menu.addActions([a["start"], a["show"], a["pause"]])
@@ -275,7 +275,8 @@ class MainWindow(QMainWindow):
         if machine is not None and machine.entry.config is not None:
             SettingsDialog(self.manager, machine, self.runner, self.prefs, self).open()
 
-    def _lifecycle(self, title: str, progress: str, call) -> None:
+    def _lifecycle(self, title: str, progress: str | None, call: Callable[[str], Awaitable[Machine]]) -> None:
+        """`call(name)` on the selected VM; `progress` (if any) shows while it takes long."""
         machine = self.selected()
         if machine is not None:
             self.runner.run(call(machine.name), title=f"{title} {machine.name}", progress=progress)
@@ -316,7 +317,7 @@ class MainWindow(QMainWindow):
         box.setDefaultButton(keep)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
-        def chosen(button) -> None:
+        def chosen(button: QAbstractButton) -> None:
             if button in (everything, keep):
                 self.runner.run(self.manager.delete(machine.name, keep_disks=button is keep),
                                 title=f"Cannot delete {machine.name}", progress="Deleting…")

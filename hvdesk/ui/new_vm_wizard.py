@@ -22,6 +22,7 @@ from hvdesk.core.osinfo import preset, presets
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine.host import host_limits
 from hvdesk.engine.library_ops import CreateRequest
+from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
 from hvdesk.ui.files import DISK_FILTER, ISO_FILTER, choose_file, file_row
@@ -244,6 +245,7 @@ class SummaryPage(QWizardPage):
 
     def initializePage(self) -> None:
         request = self.wizard_.request()
+        assert request.os is not None, "the wizard always picks an OS (its list holds the presets)"
         disk = (f"new {format_size(request.disk_size)} disk" if request.disk_size else
                 f"existing disk {request.attach_disk}" if request.attach_disk else "no disk")
         self.text.setText(f"<b>{request.name}</b> — {preset(request.os).label}<br>"
@@ -286,7 +288,7 @@ class NewVmWizard(QWizard):
         request = dataclasses.replace(self.request(), allow_backing=allow_backing)
         self.setEnabled(False)
 
-        def done(machine) -> None:
+        def done(machine: Machine) -> None:
             self.created.emit(machine.name, self.summary.customize.isChecked(), self.summary.start.isChecked())
             super(NewVmWizard, self).accept()
         task = self.runner.run(self.manager.create(request), title="Cannot create the VM",

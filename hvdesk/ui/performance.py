@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from hvdesk.core.units import format_approx
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.monitoring import Monitor
-from hvdesk.monitor.series import VmSeries
+from hvdesk.monitor.series import VmSample, VmSeries
 from hvdesk.ui.plots import LivePlot
 
 MIB = 1024 * 1024
@@ -89,12 +89,13 @@ class PerformancePane(QWidget):
         self.disk.show_series(x, {"read": rings["disk_read"].values(count) / MIB,
                                   "write": rings["disk_write"].values(count) / MIB}, self.window_seconds, floor=1)
         latest = series.latest
+        assert latest is not None, "the series has samples, so a latest one"
         self.summary.setText(_summary(latest))
         self.network.setText(f"<b>Network:</b> {latest.network}")
 
 
-def _summary(sample) -> str:
-    def size(value):
+def _summary(sample: VmSample) -> str:
+    def size(value: float | None) -> str:
         return format_approx(int(value)) if value is not None else "not reported"
     cpu = f"{sample.cpu:.0f} %" if sample.cpu is not None else "—"
     guest = (f"{size(sample.guest_used)} of {size(sample.guest_total)}" if sample.guest_total is not None

@@ -25,7 +25,7 @@ class PreviewWidget(QWidget):
         super().__init__(parent)
         self.machine: Machine | None = None
         self.client: RfbClient | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._image: QImage | None = None
         self.message = "Not running"
         self._timer = QTimer(self, interval=REFRESH_MS)
@@ -40,7 +40,7 @@ class PreviewWidget(QWidget):
         self.stop()
         self.machine = machine
         self.message = "Not running" if not live else "Connecting…"
-        if live:
+        if live and machine is not None:  # (live implies a machine)
             self._task = asyncio.ensure_future(self._follow(machine))
         self.update()
 

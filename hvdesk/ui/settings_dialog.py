@@ -7,6 +7,7 @@ import copy
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTabWidget, QVBoxLayout, QWidget
 
+from hvdesk.core.config import VmConfig
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine import editing
 from hvdesk.engine.host import host_limits
@@ -57,7 +58,7 @@ class SettingsDialog(QDialog):
         self.resize(640, 520)
         self.validate()
 
-    def edited_config(self):
+    def edited_config(self) -> VmConfig:
         """The machine's current config with every page's values written in, validated."""
         config = copy.deepcopy(self.machine.config)
         for page in self.pages.values():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal, SignalInstance
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton,
-                               QSpinBox, QStyledItemDelegate, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QSpinBox, QStyledItemDelegate, QStyleOptionViewItem, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from hvdesk.core.config import (FIRMWARES, MACHINES, NIC_MODELS, PROTOCOLS, VGA_MODELS, Nic,
                                 PortForward, VmConfig, random_mac)
@@ -42,7 +43,8 @@ class LiveCellEdits(QStyledItemDelegate):
     """Table cell editors that write back every keystroke, so the dialog checks a cell as it is
     typed, like its line edits, rather than once the cell is left."""
 
-    def createEditor(self, parent, option, index):  # Qt names it
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem,  # Qt names it
+                     index: QModelIndex | QPersistentModelIndex) -> QWidget:
         editor = super().createEditor(parent, option, index)
         if isinstance(editor, QLineEdit):
             editor.textEdited.connect(lambda *_: self.commitData.emit(editor))
@@ -58,7 +60,7 @@ class Page(QWidget):
     def store(self, config: VmConfig) -> None:
         raise NotImplementedError
 
-    def _notify(self, *signals) -> None:
+    def _notify(self, *signals: SignalInstance) -> None:
         for signal in signals:
             signal.connect(lambda *_: self.changed.emit())
 
@@ -227,9 +229,19 @@ class NetworkPage(Page):
         for rule in nic.forwards:
             self._add_rule(rule)
 
+    def _cell(self, row: int, column: int) -> str:
+        item = self.forwards.item(row, column)
+        assert item is not None, "_add_rule gives every row an item in columns 1-3"
+        return item.text().strip()
+
+    def _protocol(self, row: int) -> str:
+        box = self.forwards.cellWidget(row, 0)
+        assert isinstance(box, QComboBox), "_add_rule gives every row a protocol combo in column 0"
+        return box.currentData()
+
     def _port(self, row: int, column: int) -> int:
         """The number in a cell; anything else is refused in the model's words for the field."""
-        text = self.forwards.item(row, column).text().strip()
+        text = self._cell(row, column)
         if not _PORT.fullmatch(text):
             field = "host_port" if column == 2 else "guest_port"
             raise ConfigError(f"nics[0].forwards[{row}].{field}: {text!r} is not a port number (1–65535)")
@@ -239,8 +251,7 @@ class NetworkPage(Page):
         if not self.enabled.isChecked():
             config.nics = []
             return
-        rules = [PortForward(self.forwards.cellWidget(row, 0).currentData(), self._port(row, 2),
-                             self._port(row, 3), self.forwards.item(row, 1).text().strip())
+        rules = [PortForward(self._protocol(row), self._port(row, 2), self._port(row, 3), self._cell(row, 1))
                  for row in range(self.forwards.rowCount())]
         config.nics = [Nic(model=self.model.currentData(), mac=self.mac.text().strip().lower(), forwards=rules),
                        *self._extra_nics]

@@ -3,11 +3,14 @@ through the engine) and the CD drive (saved with the other settings; live on a r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QMessageBox, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QMessageBox, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from hvdesk.core.background import spawn
 from hvdesk.core.config import CD_BUSES, DISK_BUSES, CdDrive, VmConfig
@@ -59,6 +62,7 @@ class StoragePage(Page):
         eject.clicked.connect(self.iso.clear)
 
         add_row = QHBoxLayout()
+        widget: QWidget
         for widget in (QLabel("New:"), self.new_size, self.new_bus, self.add_new, self.add_existing):
             add_row.addWidget(widget)
         add_row.addStretch()
@@ -124,8 +128,9 @@ class StoragePage(Page):
                 self.grow_to.setMinimum(max(1, -(-info.virtual_size // GIB)))
         except Exception as exc:  # noqa: BLE001 - shown in the table, not raised
             text = f"unreadable: {exc}"
-        if row < self.disks.rowCount():
-            self.disks.item(row, 3).setText(text)
+        item = self.disks.item(row, 3) if row < self.disks.rowCount() else None
+        if item is not None:  # (refresh_disks gives each of its rows all four cells; the row may be gone)
+            item.setText(text)
 
     def _selection_changed(self) -> None:
         row = self.disks.currentRow()
@@ -134,7 +139,7 @@ class StoragePage(Page):
         self.grow.setEnabled(has)
         self.grow_to.setEnabled(has)
 
-    def _after(self, work, title: str, progress: str | None = None) -> None:
+    def _after(self, work: Awaitable[Any], title: str, progress: str | None = None) -> None:
         self.runner.run(work, title=title, progress=progress, on_done=lambda *_: self.refresh_disks())
 
     def _add_new(self) -> None:
@@ -160,7 +165,7 @@ class StoragePage(Page):
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
-        def chosen(button) -> None:
+        def chosen(button: QAbstractButton) -> None:
             if button in (delete, keep):
                 self._after(editing.remove_disk(self.manager, self.machine.name, row, delete_file=button is delete),
                             "Cannot remove the disk")

@@ -25,7 +25,7 @@ class TaskRunner(QObject):
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self._parent = parent
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def idle(self) -> bool:
@@ -33,7 +33,7 @@ class TaskRunner(QObject):
 
     def run(self, work: Awaitable[Any], *, title: str, progress: str | None = None,
             on_done: Callable[[Any], None] | None = None,
-            on_error: Callable[[BaseException], bool] | None = None) -> asyncio.Task:
+            on_error: Callable[[BaseException], bool] | None = None) -> asyncio.Task[Any]:
         """Start `work`; show `progress` if it runs long; on failure tell the user under `title`,
         unless `on_error(error)` handles it (returns True)."""
         task = asyncio.ensure_future(work)
@@ -63,7 +63,7 @@ class TaskRunner(QObject):
         dialog.reset()  # constructed dialogs show themselves after minimumDuration; ours waits
         return dialog
 
-    def _finished(self, task: asyncio.Task, title: str, dialog: QProgressDialog | None,
+    def _finished(self, task: asyncio.Task[Any], title: str, dialog: QProgressDialog | None,
                   timer: QTimer | None, on_done: Callable[[Any], None] | None,
                   on_error: Callable[[BaseException], bool] | None) -> None:
         self._tasks.discard(task)

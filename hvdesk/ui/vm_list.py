@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import math
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QPointF, QSortFilterProxyModel, Qt
+from PySide6.QtCore import (QAbstractItemModel, QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex,
+                            QPointF, QSortFilterProxyModel, Qt)
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
                                QTreeView, QWidget)
 
+from hvdesk.core.config import VmConfig
 from hvdesk.core.osinfo import presets
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine.actions import Action, allows
@@ -29,6 +33,7 @@ SPARK_POINTS = 60
 MIB = 1024 * 1024
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
+_Value = TypeVar("_Value")
 
 
 def os_label(os_id: str) -> str:
@@ -47,17 +52,18 @@ class Column:
     sort_key: Callable[[Machine], object]
 
 
-def _config_value(getter: Callable, default: object = "") -> Callable[[Machine], object]:
+def _config_value(getter: Callable[[VmConfig], _Value], default: _Value) -> Callable[[Machine], _Value]:
+    """`getter` of the VM's config; `default` for an inaccessible VM (no config)."""
     return lambda m: getter(m.entry.config) if m.entry.config is not None else default
 
 
 COLUMNS = (  # title, text, sort key; default widths in COLUMN_WIDTHS
     Column("Name", lambda m: m.name, lambda m: m.name.casefold()),
     Column("State", state_text, lambda m: str(m.state)),
-    Column("OS", _config_value(lambda c: os_label(c.os)), _config_value(lambda c: os_label(c.os))),
-    Column("Memory", _config_value(lambda c: format_size(c.memory_mib * MIB)),
+    Column("OS", _config_value(lambda c: os_label(c.os), ""), _config_value(lambda c: os_label(c.os), "")),
+    Column("Memory", _config_value(lambda c: format_size(c.memory_mib * MIB), ""),
            _config_value(lambda c: c.memory_mib, 0)),
-    Column("vCPUs", _config_value(lambda c: str(c.cpus)), _config_value(lambda c: c.cpus, 0)),
+    Column("vCPUs", _config_value(lambda c: str(c.cpus), ""), _config_value(lambda c: c.cpus, 0)),
 )
 NAME, STATE = 0, 1
 CPU, USED = len(COLUMNS), len(COLUMNS) + 1  # live columns, from the monitor
@@ -65,11 +71,11 @@ COLUMN_WIDTHS = (150, 105, 105, 72, 50, 110, 80)
 
 
 class VmListModel(QAbstractTableModel):
-    def __init__(self, manager: Manager, monitor: Monitor, parent=None) -> None:
+    def __init__(self, manager: Manager, monitor: Monitor, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._manager, self._monitor = manager, monitor
         self._rows: list[Machine] = manager.machines()
-        self._shown_live: set = set()  # rows whose live columns show values
+        self._shown_live: set[Path] = set()  # rows (VM folders) whose live columns show values
         self._unsubscribers = [manager.subscribe(self._on_change), monitor.subscribe(self._on_tick)]
 
     def detach(self) -> None:
@@ -88,12 +94,12 @@ class VmListModel(QAbstractTableModel):
             else:
                 self._shown_live.discard(machine.entry.folder)
 
-    def _live(self, machine: Machine, column: int, role: int):
+    def _live(self, machine: Machine, column: int, role: int) -> object:
         series = self._monitor.series.get(machine.entry.folder)
         sample = series.latest if series is not None and allows(Action.SAMPLE, machine.state) \
             else None
         if role == SPARK_ROLE and column == CPU:
-            return series.rings["cpu"].values(SPARK_POINTS) if sample is not None else None
+            return series.rings["cpu"].values(SPARK_POINTS) if series is not None and sample is not None else None
         if role == SORT_ROLE:
             value = None if sample is None else (sample.cpu if column == CPU else sample.rss)
             return -1 if value is None else value
@@ -118,12 +124,12 @@ class VmListModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(COLUMNS) + 2
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section].title if section < len(COLUMNS) else ("CPU", "Host RAM")[section - CPU]
         return None
 
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         machine, column = self._rows[index.row()], index.column()
@@ -159,7 +165,7 @@ class VmListModel(QAbstractTableModel):
 class VmFilterModel(QSortFilterProxyModel):
     """Filter by name (any case), sort by each column's own key."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setFilterKeyColumn(NAME)
@@ -181,7 +187,7 @@ class VmListView(QTreeView):
         self.header().setStretchLastSection(False)
         self.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
 
-    def setModel(self, model) -> None:
+    def setModel(self, model: QAbstractItemModel | None) -> None:
         super().setModel(model)
         for column, width in enumerate(COLUMN_WIDTHS):
             self.setColumnWidth(column, width)
@@ -191,7 +197,7 @@ class VmListView(QTreeView):
 class SparklineDelegate(QStyledItemDelegate):
     """The last minute of CPU as a small line, with the current value beside it."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         super().paint(painter, option, index)
         values = index.data(SPARK_ROLE)
         if values is None or not len(values):
