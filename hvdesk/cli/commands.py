@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hvdesk.core.errors import NotFoundError
@@ -87,7 +88,7 @@ async def cmd_stop(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
-def _simple(method: str):
+def _simple(method: str) -> Callable[[Manager, argparse.Namespace], Awaitable[int]]:
     async def handler(manager: Manager, args: argparse.Namespace) -> int:
         machine = await getattr(manager, method)(args.name)
         print(f"{machine.name!r} is {machine.state}" + (" (reset)" if method == "reset" else ""))
@@ -106,7 +107,7 @@ async def cmd_info(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_info(data: dict) -> str:
+def _format_info(data: describe.Report) -> str:
     lines = [f"Name:        {data['name']}", f"State:       {data['state']}"
              + (f" ({data['reason']})" if data["reason"] else "")]
     if data.get("uuid") is None:
@@ -193,6 +194,7 @@ async def cmd_top(manager: Manager, args: argparse.Namespace) -> int:
         await manager.refresh()
         samples = await monitor.tick()
         host = monitor.host.latest
+        assert host is not None, "every tick samples the host"
         rows = [("NAME", "STATE", "CPU", "vCPUs", "RSS", "BALLOON", "GUEST USED", "DISK R/s", "DISK W/s")]
         for machine in manager.machines():
             sample = samples.get(machine.name)

@@ -8,7 +8,9 @@ import asyncio
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hvdesk import __version__
 from hvdesk.cli import commands
@@ -48,7 +50,8 @@ def _seconds(text: str) -> float:
 
 
 class _VersionAction(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         print(f"hvdesk {__version__}\n{host.qemu_version()}")
         parser.exit()
 
