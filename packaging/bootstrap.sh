@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up hvdesk from this checkout on Debian/Ubuntu, then run it:
 #   packaging/bootstrap.sh app [HVDESK ARGS...]    the app (with no args: its help, until the GUI lands)
-#   packaging/bootstrap.sh test [PYTEST ARGS...]   the layer contracts and the whole test suite
+#   packaging/bootstrap.sh test [PYTEST ARGS...]   lint, the layer contracts, mypy and the whole test suite
 # Installs what is missing from the distribution (with sudo when not root), creates .venv and
 # installs hvdesk into it. Safe to run again: it only does what is still undone.
 set -euo pipefail
@@ -60,6 +60,7 @@ if [[ $mode == app ]]; then
 fi
 .venv/bin/ruff check hvdesk tests bench
 .venv/bin/lint-imports
+.venv/bin/mypy  # the files and the strictness per package are in pyproject.toml
 .venv/bin/python -m pytest "$@"
 
 # The engine and CLI must work where Qt is not installed at all: a second venv without it.
