@@ -35,6 +35,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench.common import emit, private_library
 from hvdesk.console.keys import keys_for_text
 from hvdesk.console.rfb import PIXEL_FORMAT, RAW, ConsoleEvents, RfbClient
 from hvdesk.engine import console
@@ -42,7 +43,6 @@ from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
 from hvdesk.qemu.process import is_our_qemu, terminate
-from bench.common import emit, private_library
 from tests.guest.build import SHELL_MARKER, ensure_tiny_guest
 
 SIZES = ((1024, 768), (1920, 1080))

@@ -24,13 +24,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.common import emit, private_library
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
 from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
 from hvdesk.qemu.qmp import QmpSession
-from bench.common import emit, private_library
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
 STARTS, BOOTS = 20, 3

@@ -30,6 +30,7 @@ import psutil
 import PySide6
 from PySide6.QtCore import qVersion
 
+from bench.common import emit, private_library
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.osinfo import presets
 from hvdesk.engine.library_ops import CreateRequest
@@ -37,7 +38,6 @@ from hvdesk.engine.manager import Manager
 from hvdesk.qemu import binaries
 from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
 from hvdesk.ui import prefs
-from bench.common import emit, private_library
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
 LIBRARY, RUNS = 20, 5

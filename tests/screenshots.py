@@ -105,9 +105,9 @@ async def shoot_console(manager, window) -> None:
 
 
 async def shoot() -> None:
+    from hvdesk.engine.host import accelerator_status
     from hvdesk.engine.manager import Manager
     from hvdesk.engine.monitoring import Monitor
-    from hvdesk.engine.host import accelerator_status
     from hvdesk.ui.main_window import MainWindow
     from hvdesk.ui.settings_dialog import SettingsDialog
 

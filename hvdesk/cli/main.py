@@ -14,10 +14,10 @@ from typing import Any
 
 from hvdesk import __version__
 from hvdesk.cli import commands
-from hvdesk.engine import host
 from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
 from hvdesk.core.units import parse_size
+from hvdesk.engine import host
 
 MIB = 1024 * 1024
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from hvdesk.console import keys
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
 from hvdesk.core.errors import StateError
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
-from hvdesk.engine.actions import Action, allows
 
 KEY_GAP = 0.02  # between key combos, so the guest sees each one separately
 

@@ -14,13 +14,12 @@ from pathlib import Path
 from hvdesk.core.config import CdDrive, Disk, VmConfig
 from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, StateError
 from hvdesk.core.names import name_key, validate_name
-from hvdesk.engine.library_ops import existing_disk, existing_file
 from hvdesk.engine.actions import Action
 from hvdesk.engine.context import Engine
+from hvdesk.engine.library_ops import existing_disk, existing_file
 from hvdesk.engine.machine import Machine
 from hvdesk.qemu import discovery, images
 from hvdesk.qemu.argv import CD_ID
-
 
 # Settings a running VM takes without a restart.
 LIVE_FIELDS = {"name", "notes", "cdrom", "disks"}

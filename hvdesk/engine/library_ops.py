@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hvdesk.core.config import BackingImage, CdDrive, Disk, KernelBoot, VmConfig
-from hvdesk.core.errors import (BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError,
-                                StateError)
+from hvdesk.core.errors import BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError, StateError
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import OsPreset, preset
 from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths

@@ -11,8 +11,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from qemu.qmp import (ConnectError, EventListener, ExecInterruptedError, ExecuteError, QMPClient, QMPError,
-                      Runstate, StateError)
+from qemu.qmp import (
+    ConnectError,
+    EventListener,
+    ExecInterruptedError,
+    ExecuteError,
+    QMPClient,
+    QMPError,
+    Runstate,
+    StateError,
+)
 from qemu.qmp.error import ProtocolError
 from qemu.qmp.qmp_client import BadReplyError
 

@@ -12,7 +12,6 @@ import sys
 import time
 
 import psutil
-
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 

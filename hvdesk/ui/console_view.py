@@ -4,8 +4,7 @@ client's framebuffer (wrapped, not copied) and turns Qt input into RFB events.""
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import (QColor, QCursor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPixmap,
-                           QWheelEvent)
+from PySide6.QtGui import QColor, QCursor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from hvdesk.console.rfb import Cursor, RfbClient

@@ -11,15 +11,25 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMenu, QPushButton, QScrollArea, QStackedWidget,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from hvdesk.core.background import spawn
 from hvdesk.console import keys
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
+from hvdesk.core.background import spawn
 from hvdesk.core.errors import ConsoleError, HvdeskError
-from hvdesk.engine.actions import Action, allows
 from hvdesk.engine import console as engine_console
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.states import VmState

@@ -4,12 +4,11 @@ same data `hvdesk info` prints (engine.describe)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import html
+from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import describe, editing

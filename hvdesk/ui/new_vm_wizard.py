@@ -11,8 +11,21 @@ from pathlib import Path
 
 import shiboken6
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton,
-                               QRadioButton, QSpinBox, QVBoxLayout, QWidget, QWizard, QWizardPage)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
 
 from hvdesk.core.background import spawn
 from hvdesk.core.errors import HvdeskError
@@ -25,9 +38,9 @@ from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
+from hvdesk.ui.backing_prompt import ask_to_allow_backing
 from hvdesk.ui.files import DISK_FILTER, ISO_FILTER, choose_file, file_row
 from hvdesk.ui.icons import app_icon, os_icon
-from hvdesk.ui.backing_prompt import ask_to_allow_backing
 from hvdesk.ui.settings_pages import hint
 from hvdesk.ui.tasks import TaskRunner
 

@@ -10,11 +10,11 @@ from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
-from hvdesk.core.background import spawn
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
+from hvdesk.core.background import spawn
 from hvdesk.core.errors import HvdeskError
-from hvdesk.engine.actions import Action, allows
 from hvdesk.engine import console as engine_console
+from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
 
 REFRESH_MS = 1000

@@ -6,13 +6,39 @@ from __future__ import annotations
 import re
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal, SignalInstance
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton,
-                               QSpinBox, QStyledItemDelegate, QStyleOptionViewItem, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from hvdesk.core.config import (FIRMWARES, MACHINES, NIC_MODELS, PROTOCOLS, VGA_MODELS, Nic,
-                                PortForward, VmConfig, random_mac)
+from hvdesk.core.config import (
+    FIRMWARES,
+    MACHINES,
+    NIC_MODELS,
+    PROTOCOLS,
+    VGA_MODELS,
+    Nic,
+    PortForward,
+    VmConfig,
+    random_mac,
+)
 from hvdesk.core.errors import ConfigError
 from hvdesk.core.osinfo import presets
 from hvdesk.core.units import format_approx

@@ -24,8 +24,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import (INSTALLED_MARKER, INSTALLER_MARKER, TinyGuest, _Cpio,
-                    _cache_root, _S_IFDIR, _S_IFREG, ensure_tiny_guest)
+from .build import (
+    _S_IFDIR,
+    _S_IFREG,
+    INSTALLED_MARKER,
+    INSTALLER_MARKER,
+    TinyGuest,
+    _cache_root,
+    _Cpio,
+    ensure_tiny_guest,
+)
 
 # Bump whenever this file changes what ends up in the ISO.
 BUILDER_VERSION = "1"

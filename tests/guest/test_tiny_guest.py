@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .build import (ACK_PREFIX, CHANNEL_NAME, POWEROFF_MARKER, TinyGuest,
-                    ensure_tiny_guest)
+from .build import ACK_PREFIX, CHANNEL_NAME, POWEROFF_MARKER, TinyGuest, ensure_tiny_guest
 
 BOOT_TIMEOUT = 60  # generous: CI machines are slow and shared
 EXIT_TIMEOUT = 30

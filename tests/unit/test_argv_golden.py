@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hvdesk.core.config import (BackingImage, Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward,
-                                VmConfig)
+from hvdesk.core.config import BackingImage, Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward, VmConfig
 from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
 from tests.unit.argv_check import check_argv
 

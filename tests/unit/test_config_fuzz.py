@@ -17,8 +17,20 @@ import tomli_w
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from hvdesk.core.config import (ACCELERATORS, BOOT_DEVICES, CD_BUSES, DISK_BUSES, DISK_FORMATS, FIRMWARES, MACHINES,
-                                NIC_MODELS, PROTOCOLS, SCHEMA_VERSION, VGA_MODELS, VmConfig)
+from hvdesk.core.config import (
+    ACCELERATORS,
+    BOOT_DEVICES,
+    CD_BUSES,
+    DISK_BUSES,
+    DISK_FORMATS,
+    FIRMWARES,
+    MACHINES,
+    NIC_MODELS,
+    PROTOCOLS,
+    SCHEMA_VERSION,
+    VGA_MODELS,
+    VmConfig,
+)
 from hvdesk.core.errors import ConfigError
 from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
 from tests.unit.argv_check import check_argv
