@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 import traceback
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hvdesk import __version__
-from hvdesk.cli import commands
+from hvdesk.cli import reading
 from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
 from hvdesk.core.units import parse_size
@@ -143,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "send-keys" and not args.keys and not args.text:
         parser.error("send-keys: give at least one KEY or --text")
     try:
+        if args.command in reading.HANDLERS:  # read-only: no event loop (see cli/reading.py)
+            return reading.run(args)
+        import asyncio
+
+        from hvdesk.cli import commands
+
         return asyncio.run(commands.run(args))
     except KeyboardInterrupt:
         print("hvdesk: interrupted", file=sys.stderr)

@@ -9,7 +9,6 @@ Windows uses msvcrt.locking on the file's first byte.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -93,7 +92,7 @@ class FileLock:
             if time.monotonic() >= deadline:
                 raise BusyError(f"{self.what} is busy: {self.holder() or 'another hvdesk process holds it'}"
                                 f"; waited {timeout:g} s, try again when it is done")
-            await asyncio.sleep(POLL)
+            await _sleep(POLL)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -138,3 +137,9 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
     mine = os.fstat(fd)
     return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # here: reading the library (`hvdesk list`) takes locks without an event loop
+
+    await asyncio.sleep(seconds)

@@ -4,18 +4,20 @@ runs nothing (the lifecycle operations do)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import NotFoundError
 from hvdesk.core.names import name_key
 from hvdesk.core.storage import CONFIG_FILE, Library, VmEntry
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
+
+if TYPE_CHECKING:
+    import asyncio  # loaded by the first lock(): `list` and `info` run without an event loop
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,12 @@ class Registry:
 
     def lock(self, machine: Machine) -> asyncio.Lock:
         """This process's lock on the VM (the guard's file lock covers other processes)."""
-        return self._locks.setdefault(machine.entry.folder, asyncio.Lock())
+        lock = self._locks.get(machine.entry.folder)
+        if lock is None:
+            import asyncio
+
+            lock = self._locks[machine.entry.folder] = asyncio.Lock()
+        return lock
 
     def set_state(self, machine: Machine, state: VmState, reason: str = "") -> None:
         if (machine.state, machine.reason) == (state, reason):
@@ -95,7 +102,9 @@ class Registry:
     def moved(self, machine: Machine, folder: Path) -> None:
         """The VM's folder was renamed (a rename of the VM)."""
         self._machines.pop(machine.entry.folder, None)
-        self._locks[folder] = self._locks.pop(machine.entry.folder, asyncio.Lock())
+        lock = self.lock(machine)
+        del self._locks[machine.entry.folder]
+        self._locks[folder] = lock
         machine.entry = self.library.load(folder)
         self._machines[folder] = machine
 

@@ -14,23 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 from hvdesk.core.errors import HvdeskError, QemuError
-from hvdesk.core.filelock import FileLock
-from hvdesk.core.storage import LOCK_FILE, VmEntry
-from hvdesk.engine import runtime
+from hvdesk.core.storage import VmEntry
+from hvdesk.engine import observe
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import Registry
-from hvdesk.engine.states import EVENT_STATES, IO_ERROR, VmState, state_from_status
-from hvdesk.qemu.process import read_pid, wait_gone
+from hvdesk.engine.states import EVENT_STATES, IO_ERROR, VmState
+from hvdesk.qemu.process import wait_gone
 from hvdesk.qemu.qmp import QmpSession
 
 log = logging.getLogger(__name__)
-LAUNCHING_GRACE = 60.0  # seconds a run.json without a pid means "another hvdesk is launching it"
 
 
 class Watcher:
@@ -107,52 +104,33 @@ class Watcher:
         if machine.entry.config is None:
             self.registry.set_state(machine, VmState.INACCESSIBLE, machine.entry.error)
             return
-        paths, uuid = machine.paths, machine.config.uuid
-        pid = runtime.live_pid(paths, uuid)
-        if pid is not None:
-            machine.pid, machine.run = pid, runtime.read_run_info(paths)
+        seen = observe.sight(machine)
+        if seen.pid is not None:
+            machine.pid, machine.run = seen.pid, seen.run
             if self.watch and machine.session is None:
                 await self._attach(machine)
             else:
                 await self._query_status(machine)
-            return
-        run = runtime.read_run_info(paths)
-        if run is not None and run.pid == 0 and time.time() - run.started_at < LAUNCHING_GRACE:
-            self.registry.set_state(machine, VmState.STARTING)  # another hvdesk is launching it right now
-            return
-        self.note_exit(machine, expected=False, owner=owner)
+        elif seen.launching:
+            self.registry.set_state(machine, VmState.STARTING)
+        else:
+            self.note_exit(machine, expected=False, owner=owner)
 
     async def _query_status(self, machine: Machine) -> None:
         try:
             async with self.qmp(machine) as qmp:
                 status = await qmp.execute("query-status")
-            state, reason = state_of(machine, status["status"])
+            state, reason = observe.state_of(machine, status["status"])
         except QemuError as exc:
             state, reason = VmState.RUNNING, f"QEMU is not answering: {exc}"
         self.registry.set_state(machine, state, reason)
 
     def note_exit(self, machine: Machine, *, expected: bool, owner: bool = False) -> None:
-        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up. Only the
-        operation that holds the VM (`owner`) or, when nobody holds it, whoever can take its lock
-        tidies: a start under way elsewhere (in this process or another) has files that are not
-        ours to remove."""
-        paths = machine.paths
-        flock = None
-        if not owner and not self.registry.lock(machine).locked():
-            flock = _try_hold(machine)
-        if owner or flock is not None:
-            try:
-                if runtime.left_behind(paths) and not expected:
-                    pid = read_pid(paths.pidfile)
-                    runtime.mark_aborted(paths, f"QEMU (pid {pid}) ended without a clean exit "
-                                                f"(killed or crashed); see {paths.qemu_log}")
-                runtime.remove_run_dir(paths)
-            finally:
-                if flock is not None:
-                    flock.release()
-        machine.pid, machine.run, machine.expect_exit, machine.balloon = None, None, False, None
-        reason = runtime.aborted_reason(paths)
-        self.registry.set_state(machine, VmState.ABORTED if reason else VmState.STOPPED, reason or "")
+        """QEMU is gone (or was never there): settle on stopped or aborted, and tidy up (see
+        observe.settle_gone for who may)."""
+        busy_here = not owner and self.registry.lock(machine).locked()
+        state, reason = observe.settle_gone(machine, expected=expected, owner=owner, busy_here=busy_here)
+        self.registry.set_state(machine, state, reason)
 
     # -- following QMP events (watch=True) ----------------------------------------------------------
 
@@ -185,7 +163,7 @@ class Watcher:
             return False
         if self._state_events.get(machine.entry.folder, 0) == events_before:
             # (an event that arrived with the reply was handled first and is newer than it)
-            self.registry.set_state(machine, *state_of(machine, status["status"]))
+            self.registry.set_state(machine, *observe.state_of(machine, status["status"]))
         self.follow(machine, session)
         return True
 
@@ -260,13 +238,12 @@ class Watcher:
         if machine.session is not None and machine.session.connected:
             yield machine.session
             return
-        socket = machine.paths.ctl_socket
-        if not socket.exists():  # its runtime folder was removed under it: nothing can connect
-            raise QemuError(f"cannot reach the QEMU of {machine.name!r} (pid {machine.pid}): its control socket "
-                            f"{socket} is gone (was its runtime folder removed?); stop --force turns it off")
+        gone = observe.control_socket_gone(machine)
+        if gone is not None:
+            raise gone
         session = QmpSession(f"hvdesk-cli-{machine.name}")
         try:
-            await session.connect(socket, timeout=5.0)
+            await session.connect(machine.paths.ctl_socket, timeout=5.0)
             yield session
         finally:
             await session.close()
@@ -275,22 +252,6 @@ class Watcher:
                       timeout: float = 10.0) -> Any:
         async with self.qmp(machine) as qmp:
             return await qmp.execute(command, arguments, timeout=timeout)
-
-
-def state_of(machine: Machine, status: str) -> tuple[VmState, str]:
-    """The state for a query-status answer, knowing whether a start is about to resume the VM."""
-    run = machine.run
-    launching = run.started_at if run is not None and not run.paused else None
-    return state_from_status(status, launching_since=launching, now=time.time())
-
-
-def _try_hold(machine: Machine) -> FileLock | None:
-    """The VM's file lock if nobody holds it now (None: another process is changing it)."""
-    flock = FileLock(machine.entry.folder / LOCK_FILE, f"VM {machine.name!r}")
-    try:
-        return flock if flock.try_acquire("tidying up after QEMU") else None
-    except (OSError, HvdeskError):
-        return None
 
 
 def _same_vm(old: VmEntry, new: VmEntry) -> bool:

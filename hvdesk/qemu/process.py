@@ -9,7 +9,6 @@ whose process is gone therefore means QEMU was killed or crashed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -33,6 +32,8 @@ def log_tail(log: Path, lines: int = 12) -> str:
 
 async def launch(argv: list[str], pidfile: Path, log: Path) -> int:
     """Run a `-daemonize` argv; return the running QEMU's pid or raise QemuError with its message."""
+    import asyncio  # here: `list` and `info` read pidfiles without an event loop
+
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -125,6 +126,8 @@ def _cmdline(pid: int) -> list[str] | None:
 
 async def wait_gone(pid: int, timeout: float, poll: float = 0.05) -> bool:
     """Wait up to `timeout` s for `pid` to end; True if it did."""
+    import asyncio
+
     deadline = time.monotonic() + timeout
     while is_alive(pid):
         if time.monotonic() >= deadline:

@@ -23,6 +23,8 @@ NEVER = ("numpy", "pycdlib", "Cryptodome", "PySide6", "shiboken6", "pyqtgraph", 
          "hvdesk.ui", "hvdesk.monitor", "hvdesk.engine.monitoring", "hvdesk.console", "hvdesk.engine.console",
          "hvdesk.core.iso")
 QMP = ("qemu.qmp", "hvdesk.qemu.qmp_client")
+EVENT_LOOP = ("asyncio", "hvdesk.engine.manager")  # `list` and `info` read without one (cli/reading.py)
+READING = (["list"], ["list", "--json"], ["info", "vm"], ["info", "vm", "--json"])
 
 
 def imported_by(*args: str) -> set[str]:
@@ -44,7 +46,7 @@ def test_commands_on_stopped_vms_import_no_heavy_module(cli_home):
     assert hv("create", "other", "--memory", "128").returncode == 0
     for args in (["list"], ["list", "--json"], ["info", "plain"], ["info", "plain", "--json"]):
         modules = imported_by(*args)
-        assert loaded(modules, NEVER + QMP) == [], args
+        assert loaded(modules, NEVER + QMP + EVENT_LOOP) == [], args
         if sys.platform == "linux":  # /proc tells whether a QEMU runs; psutil's import would cost more
             assert "psutil" not in modules, args
     assert loaded(imported_by("delete", "other"), NEVER + QMP) == []
@@ -53,11 +55,15 @@ def test_commands_on_stopped_vms_import_no_heavy_module(cli_home):
 @pytest.mark.qemu
 def test_commands_on_a_running_vm_import_qmp_but_nothing_heavier(cli_home, tiny_guest):
     assert hv("create", "vm", *guest_args(tiny_guest)).returncode == 0
-    for args in (["start", "vm", "--paused"], ["list"], ["info", "vm"], ["resume", "vm"], ["pause", "vm"],
+    for args in (["start", "vm", "--paused"], *READING, ["resume", "vm"], *READING, ["pause", "vm"],
                  ["reset", "vm"], ["stop", "vm", "--force", "--timeout", "0"]):
         modules = imported_by(*args)
         assert loaded(modules, NEVER) == [], args
-        assert "qemu.qmp" in modules, args  # each one asks QEMU
+        if args in READING:  # they ask QEMU its state over a plain socket: no event loop, no qemu.qmp
+            assert loaded(modules, QMP + EVENT_LOOP) == [], args
+            assert "hvdesk.qemu.qmp_status" in modules, args
+        else:
+            assert "qemu.qmp" in modules, args  # each one asks QEMU
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="counts threads in /proc")

@@ -1,0 +1,87 @@
+"""The commands that only read: `list` and `info`. They run without an event loop, on the engine's
+quick read path (engine/glance.py), so that their whole process takes about as long as `virsh
+list`; tests/integration/test_cli_imports.py keeps asyncio, qemu.qmp and every heavy module out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from hvdesk.core.units import format_approx, format_size
+from hvdesk.engine import describe
+from hvdesk.engine.glance import Glance
+
+MIB = 1024 * 1024
+
+
+def run(args: argparse.Namespace) -> int:
+    return HANDLERS[args.command](args)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [describe.summary(m) for m in Glance().open(inspect=True).machines()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No VMs yet. Create one with: hvdesk create NAME")
+        return 0
+    table = [("NAME", "STATE", "OS", "MEMORY", "CPUS")]
+    for row in rows:
+        state = row["state"] + (f" ({row['reason']})" if row["reason"] else "")
+        memory = format_size(row["memory_mib"] * MIB) if row["memory_mib"] else "-"
+        table.append((row["name"], state, row["os"] or "-", memory, str(row["cpus"] or "-")))
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    data = describe.details_now(Glance().open(inspect=False).get(args.name))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(_format_info(data))
+    return 0
+
+
+def _format_info(data: describe.Report) -> str:
+    lines = [f"Name:        {data['name']}", f"State:       {data['state']}"
+             + (f" ({data['reason']})" if data["reason"] else "")]
+    if data.get("uuid") is None:
+        return "\n".join(lines + [f"Folder:      {data['folder']}"])
+    acc = data["accelerator"]
+    lines += [
+        f"UUID:        {data['uuid']}",
+        f"PID:         {data['pid'] or '-'}",
+        f"OS:          {data['os']}",
+        f"Accelerator: {acc['name'].upper() + ' - ' + acc['reason'] if acc else 'unknown (QEMU missing?)'}"
+        + ("" if not acc or acc["in_use"] else " (at next start)"),
+        f"Memory:      {format_size(data['memory_mib'] * MIB)}",
+        f"CPUs:        {data['cpus']}",
+        f"Firmware:    {data['firmware']} ({data['machine']})",
+        f"Boot order:  {', '.join(data['boot_order'])}",
+    ]
+    for disk in data["disks"]:
+        size = (f"{format_size(disk['virtual_size'])}, {format_approx(disk['actual_size'])} used"
+                if disk["virtual_size"] is not None else disk["error"])
+        lines.append(f"Disk:        {disk['path']} ({disk['format']}, {disk['bus']}, {size})")
+        lines += [f"  backed by  {b['path']} ({b['format']})" for b in disk["backing"]]
+    if data["cdrom"] is not None:
+        lines.append(f"CD:          {data['cdrom']['iso'] or 'empty'}")
+    for nic in data["nics"]:
+        fwd = ", ".join(f"{f['protocol']} {f['host_address']}:{f['host_port']}->{f['guest_port']}"
+                        for f in nic["forwards"])
+        lines.append(f"Network:     {nic['mode']} ({nic['model']}, {nic['mac']}){'; ' + fwd if fwd else ''}")
+    if data["kernel"]:
+        lines.append(f"Kernel:      {data['kernel']['kernel']} {data['kernel']['append']}".rstrip())
+    lines += [f"QMP socket:  {data['sockets']['qmp']}", f"VNC socket:  {data['sockets']['vnc'] or '-'}",
+              f"Log:         {data['log']}", f"Serial log:  {data['serial_log']}", f"Folder:      {data['folder']}"]
+    if data["notes"]:
+        lines.append(f"Notes:       {data['notes']}")
+    return "\n".join(lines)
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"list": cmd_list, "info": cmd_info}

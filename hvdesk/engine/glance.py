@@ -1,0 +1,68 @@
+"""The quick read path of `hvdesk list` and `hvdesk info`: the library and each VM's state, read
+without an event loop, as fast as `virsh list` (asyncio's import alone would take longer; see
+qemu/qmp_status.py). It decides as the watcher does (engine/observe.py), and like the watcher
+tidies what a dead QEMU left behind; it changes nothing else. Every other command, and everything
+that changes a VM, goes through the Manager."""
+
+from __future__ import annotations
+
+from hvdesk.core.errors import QemuError
+from hvdesk.core.paths import vms_dir
+from hvdesk.core.storage import Library
+from hvdesk.engine import observe
+from hvdesk.engine.machine import Machine
+from hvdesk.engine.registry import Registry
+from hvdesk.engine.states import VmState
+from hvdesk.qemu import qmp_status
+
+STATUS_TIMEOUT = 5.0  # seconds for a running QEMU to answer query-status (as the CLI's QMP sessions)
+
+
+class Glance:
+    def __init__(self, library: Library | None = None) -> None:
+        self.registry = Registry(library or Library(vms_dir()))
+
+    def open(self, *, inspect: bool) -> Glance:
+        """Read the library (removing VMs whose creation was interrupted, as the Manager does);
+        `inspect`: also read every VM's live state (else only `get()`'s VM is read)."""
+        library = self.registry.library
+        library.remove_abandoned()
+        self.registry.replace_all({entry.folder: Machine(entry) for entry in library.scan()})
+        for machine in self.registry.machines():
+            if inspect or machine.entry.config is None:
+                self.inspect(machine)
+        return self
+
+    def machines(self) -> list[Machine]:
+        return self.registry.machines()
+
+    def get(self, name: str) -> Machine:
+        """The VM named `name`, its state read now; NotFoundError names what is missing."""
+        machine = self.registry.get(name)
+        self.inspect(machine)
+        return machine
+
+    def inspect(self, machine: Machine) -> None:
+        if machine.entry.config is None:
+            self.registry.set_state(machine, VmState.INACCESSIBLE, machine.entry.error)
+            return
+        seen = observe.sight(machine)
+        if seen.pid is not None:
+            machine.pid, machine.run = seen.pid, seen.run
+            state, reason = self._ask_qemu(machine)
+        elif seen.launching:
+            state, reason = VmState.STARTING, ""
+        else:
+            state, reason = observe.settle_gone(machine, expected=False, owner=False, busy_here=False)
+        self.registry.set_state(machine, state, reason)
+
+    def _ask_qemu(self, machine: Machine) -> tuple[VmState, str]:
+        try:
+            gone = observe.control_socket_gone(machine)
+            if gone is not None:
+                raise gone
+            status = qmp_status.query_status(machine.paths.ctl_socket, STATUS_TIMEOUT)
+        except QemuError as exc:
+            return VmState.RUNNING, f"QEMU is not answering: {exc}"
+        return observe.state_of(machine, status)
+
