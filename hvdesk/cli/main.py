@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from hvdesk.cli import reading
 from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.core.paths import cache_dir
 from hvdesk.core.units import parse_size
-from hvdesk.engine import host
 
 MIB = 1024 * 1024
 
@@ -51,6 +49,8 @@ def _seconds(text: str) -> float:
 class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        from hvdesk.engine import host
+
         print(f"hvdesk {__version__}\n{host.qemu_version()}")
         parser.exit()
 
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _crash_report(error: BaseException) -> str:
     """Keep a bug's traceback in a file for its report, instead of on the user's terminal."""
+    import traceback
+
     text = "".join(traceback.format_exception(error))
     try:
         folder = cache_dir()

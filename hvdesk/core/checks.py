@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid as uuidlib
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # osinfo-db short ids (debian12, win2k22, opensuse15.5, dragonflybsd1.0A) and the bundled presets'.
@@ -52,6 +51,9 @@ def ipv4_address(value: str) -> None:
                          "(e.g. 127.0.0.1)") from None
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def mac_address(value: str) -> None:
     if not _MAC.fullmatch(value):
         raise ValueError(f"{value!r} is not a MAC address (six lower-case hex pairs: 52:54:00:12:34:56)")
@@ -61,6 +63,10 @@ def mac_address(value: str) -> None:
 
 def canonical_uuid(value: str) -> None:
     """The uuid names the VM's runtime folder and goes to -uuid: one spelling only."""
+    if _CANONICAL_UUID.fullmatch(value):
+        return
+    import uuid as uuidlib  # only to say what is wrong (its import costs `hvdesk list` ~4 ms)
+
     try:
         canonical = str(uuidlib.UUID(value))
     except ValueError:

@@ -13,7 +13,6 @@ import random
 import re
 import types
 import typing
-import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -58,6 +57,12 @@ def _rule(*, choices: tuple[str, ...] = (), low: int | None = None, high: int | 
 def random_mac() -> str:
     """A locally administered MAC in QEMU's 52:54:00 range."""
     return "52:54:00:" + ":".join(f"{random.randint(0, 255):02x}" for _ in range(3))
+
+
+def _new_uuid() -> str:
+    import uuid  # here: reading a vm.toml does not need the module (nor the platform module it loads)
+
+    return str(uuid.uuid4())
 
 
 @dataclass
@@ -126,7 +131,7 @@ class KernelBoot:
 @dataclass
 class VmConfig:
     name: str
-    uuid: str = _rule(check=checks.canonical_uuid, default_factory=lambda: str(uuidlib.uuid4()))
+    uuid: str = _rule(check=checks.canonical_uuid, default_factory=_new_uuid)
     os: str = _rule(check=checks.os_id, default="other")
     memory_mib: int = _rule(low=16, high=MAX_MEMORY_MIB, default=1024)
     cpus: int = _rule(low=1, high=MAX_CPUS, default=1)

@@ -7,13 +7,9 @@ reason, so one broken file never hides the other VMs.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomli_w
 
 from hvdesk.core.config import VmConfig
 from hvdesk.core.errors import ConfigError, HvdeskError, NotFoundError
@@ -57,6 +53,8 @@ def _named_after_its_vm(entry: VmEntry) -> bool:
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write via a temp file in the same folder, fsync, rename: readers see old or new, never
     half, and the new content survives a power cut."""
+    import tempfile  # here, as shutil in remove_tree: `list` and `info` only read (tempfile brings shutil)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -73,6 +71,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def remove_tree(path: Path, *, ignore_errors: bool = False) -> None:
+    import shutil  # here: with the compressors it loads, a tenth of `hvdesk list`, which removes nothing
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def read_config(folder: Path) -> VmConfig:
@@ -193,6 +197,8 @@ class Library:
         It holds a lock for as long as its creator lives, so a creator killed half-way leaves
         a folder that remove_abandoned() recognises."""
         make_private_dir(self.root)
+        import tempfile
+
         folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
         (folder / LOG_DIR).mkdir(mode=0o700)
         self._staging_locks[folder] = lock = FileLock(folder / LOCK_FILE, "a VM being created")
@@ -212,7 +218,7 @@ class Library:
 
     def discard(self, staging: Path) -> None:
         """Remove a staging folder whose VM will not be created (an error or a cancel)."""
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging, ignore_errors=True)
         self._release_staging(staging)
 
     def _release_staging(self, staging: Path) -> None:
@@ -237,7 +243,7 @@ class Library:
             except (OSError, HvdeskError):  # e.g. a read-only library: leave it for a later start
                 continue
             try:
-                shutil.rmtree(folder)
+                remove_tree(folder)
                 removed.append(folder)
             except OSError:
                 pass
@@ -256,9 +262,11 @@ class Library:
 
     def save(self, folder: Path, config: VmConfig) -> None:
         config.validate()
+        import tomli_w  # here: most commands only read
+
         atomic_write(folder / CONFIG_FILE, tomli_w.dumps(config.to_dict()).encode("utf-8"))
 
     def remove_folder(self, folder: Path) -> None:
         if folder.parent != self.root:
             raise HvdeskError(f"refusing to remove {folder}: not a VM folder of this library")
-        shutil.rmtree(folder)
+        remove_tree(folder)

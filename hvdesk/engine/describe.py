@@ -1,5 +1,6 @@
 """What `list` and `info` report about a VM, as plain data. The field names are documented in
-the README and stay stable: scripts depend on them."""
+the README and stay stable: scripts depend on them. The host and image modules load in the
+functions that need them: `list` needs neither."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import Any
 
 from hvdesk.core.config import Disk
 from hvdesk.core.errors import HvdeskError
-from hvdesk.engine import host
 from hvdesk.engine.machine import Machine
-from hvdesk.qemu import images
 
 # What `list --json` and `info --json` print: JSON for scripts, whose fields the README documents.
 Report = dict[str, Any]
@@ -41,6 +40,8 @@ async def details(machine: Machine) -> Report:
 def details_now(machine: Machine) -> Report:
     """As details(), without an event loop (`hvdesk info`): qcow2 and raw disks' sizes come from
     their headers and the file system, others' from qemu-img."""
+    from hvdesk.qemu import images
+
     data = static_details(machine)
     for entry in data.get("disks", []):
         try:
@@ -84,6 +85,8 @@ def _accelerator(machine: Machine) -> dict[str, Any] | None:
     """The accelerator the running QEMU uses, or the one the next start would choose."""
     if machine.run is not None:
         return {"name": machine.run.accel, "reason": machine.run.accel_reason, "in_use": True}
+    from hvdesk.engine import host
+
     found = host.accelerator(machine.config.accel)
     if found is None:
         return None
@@ -97,6 +100,8 @@ def _disk(machine: Machine, disk: Disk) -> dict[str, Any]:
 
 
 async def _add_sizes(entry: dict[str, Any]) -> None:
+    from hvdesk.qemu import images
+
     try:
         info = await images.info(Path(entry["path"]), force_share=True)  # a running VM holds its lock
         entry.update(virtual_size=info.virtual_size, actual_size=info.actual_size)

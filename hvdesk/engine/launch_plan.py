@@ -15,8 +15,9 @@ from hvdesk.core.errors import DiskError, HvdeskError, NotFoundError
 from hvdesk.core.paths import cache_dir
 from hvdesk.engine.machine import Machine
 from hvdesk.qemu import binaries, firmware, hostcache, images
-from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
+from hvdesk.qemu.argv import HostSetup, build_argv
 from hvdesk.qemu.process import is_alive, read_pid
+from hvdesk.qemu.vm_paths import VmPaths
 
 if TYPE_CHECKING:
     from hvdesk.qemu.accel import AccelChoice

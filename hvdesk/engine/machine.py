@@ -12,7 +12,7 @@ from hvdesk.core.storage import VmEntry
 from hvdesk.engine.actions import Action, allows, refusal
 from hvdesk.engine.runtime import RunInfo, vm_paths
 from hvdesk.engine.states import VmState
-from hvdesk.qemu.argv import VmPaths
+from hvdesk.qemu.vm_paths import VmPaths
 
 if TYPE_CHECKING:
     from hvdesk.qemu.qmp import QmpSession

@@ -4,7 +4,6 @@ runs nothing (the lifecycle operations do)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,6 @@ from hvdesk.engine.states import VmState
 
 if TYPE_CHECKING:
     import asyncio  # loaded by the first lock(): `list` and `info` run without an event loop
-
-log = logging.getLogger(__name__)
 
 Listener = Callable[[Machine], None]
 EventHook = Callable[[Machine, str, dict[str, Any]], None]  # VM, QMP event name, its data
@@ -76,7 +73,9 @@ class Registry:
             try:
                 listener(machine)
             except Exception:  # a faulty listener must not break the engine
-                log.exception("state listener failed")
+                import logging  # here: `hvdesk list` runs without loading logging
+
+                logging.getLogger(__name__).exception("state listener failed")
 
     def replace_all(self, machines: dict[Path, Machine]) -> list[Machine]:
         """The library as now read; returns the machines that are gone from it."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,10 @@ from typing import Any
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import make_private_runtime_dir, runtime_root
-from hvdesk.core.storage import atomic_write
+from hvdesk.core.storage import atomic_write, remove_tree
 from hvdesk.qemu import discovery
-from hvdesk.qemu.argv import VmPaths
 from hvdesk.qemu.process import is_alive, is_our_qemu, read_pid
+from hvdesk.qemu.vm_paths import VmPaths
 
 RUN_INFO = "run.json"
 ABORTED_MARKER = "aborted.json"
@@ -64,12 +63,12 @@ def prepare_run_dir(paths: VmPaths) -> None:
         if paths.run_dir.is_symlink() or not paths.run_dir.is_dir():
             raise HvdeskError(f"runtime folder {paths.run_dir} is not a plain folder; refusing to use it "
                               "(remove it and start again)")
-        shutil.rmtree(paths.run_dir)
+        remove_tree(paths.run_dir)
     make_private_runtime_dir(paths.run_dir)
 
 
 def remove_run_dir(paths: VmPaths) -> None:
-    shutil.rmtree(paths.run_dir, ignore_errors=True)
+    remove_tree(paths.run_dir, ignore_errors=True)
 
 
 def live_pid(paths: VmPaths, uuid: str, *, fresh: bool = False) -> int | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +14,8 @@ FORMAT = 1
 
 
 def binary_key(binary: Path, topic: str) -> str:
+    import platform  # here: `hvdesk list` reads no cache
+
     try:
         stat = binary.stat()
         identity = f"{binary}:{stat.st_size}:{int(stat.st_mtime)}"

@@ -17,7 +17,7 @@ import time
 from hvdesk.core.paths import make_private_runtime_dir
 from hvdesk.engine import runtime
 from hvdesk.engine.machine import Machine
-from hvdesk.qemu.argv import VmPaths
+from hvdesk.qemu.vm_paths import VmPaths
 from tests.fakes.qmp_server import FakeQmpServer
 
 WAIT_ON_STDIN = "import sys; sys.stdin.buffer.read()"

@@ -8,7 +8,7 @@ import json
 import re
 
 from hvdesk.core.config import VmConfig
-from hvdesk.qemu.argv import VmPaths
+from hvdesk.qemu.vm_paths import VmPaths
 from tests.unit.qemu_syntax import parse_options
 
 # flag: (the key a first element without '=' stands for, every key hvdesk may write)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from hvdesk.core.config import BackingImage, Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward, VmConfig
-from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
+from hvdesk.qemu.argv import HostSetup, build_argv
+from hvdesk.qemu.vm_paths import VmPaths
 from tests.unit.argv_check import check_argv
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "argv"

@@ -32,7 +32,8 @@ from hvdesk.core.config import (
     VmConfig,
 )
 from hvdesk.core.errors import ConfigError
-from hvdesk.qemu.argv import HostSetup, VmPaths, build_argv
+from hvdesk.qemu.argv import HostSetup, build_argv
+from hvdesk.qemu.vm_paths import VmPaths
 from tests.unit.argv_check import check_argv
 
 NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"

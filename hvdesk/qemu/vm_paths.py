@@ -1,0 +1,64 @@
+"""Where one VM's files live. Its own module, apart from the command-line builder (argv.py): every
+command needs the paths, only a start needs the builder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    """Where one VM's files live: its folder (disks, logs) and its private runtime dir (sockets)."""
+
+    vm_dir: Path
+    run_dir: Path
+
+    @property
+    def qmp_socket(self) -> Path:  # the long-lived session: events, for the app watching the VM
+        return self.run_dir / "qmp.sock"
+
+    @property
+    def ctl_socket(self) -> Path:  # short commands (CLI), so they never wait for the watcher
+        return self.run_dir / "ctl.sock"
+
+    @property
+    def vnc_socket(self) -> Path:
+        return self.run_dir / "vnc.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "qemu.pid"
+
+    @property
+    def tpm_socket(self) -> Path:
+        return self.run_dir / "swtpm.sock"
+
+    @property
+    def tpm_pidfile(self) -> Path:
+        return self.run_dir / "swtpm.pid"
+
+    @property
+    def tpm_state(self) -> Path:
+        return self.vm_dir / "tpm"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.vm_dir / "logs" / "qemu.log"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.vm_dir / "logs" / "serial.log"
+
+    @property
+    def uefi_vars(self) -> Path:
+        return self.vm_dir / "uefi-vars.fd"
+
+    def resolve(self, path: str) -> Path:
+        """A path from vm.toml: relative ones live in the VM's folder. `~user` of a user this host
+        does not have stays as written (so the file is reported missing), rather than raising."""
+        try:
+            candidate = Path(path).expanduser()
+        except RuntimeError:
+            candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.vm_dir / candidate

@@ -1,0 +1,28 @@
+"""hvdesk's own XDG lookup on Linux (core/paths.py, kept to spare `hvdesk list` platformdirs' import)
+must give the folders platformdirs gives, for every way the environment can be set."""
+
+from __future__ import annotations
+
+import sys
+
+import platformdirs
+import pytest
+
+from hvdesk.core import paths
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="elsewhere hvdesk asks platformdirs itself")
+@pytest.mark.parametrize("data_home, cache_home", [
+    (None, None), ("/srv/data", "/srv/cache"), ("", ""), ("  ", " "), ("relative/data", "relative/cache"),
+])
+def test_user_folders_are_platformdirs_ones(monkeypatch, tmp_path, data_home, cache_home):
+    monkeypatch.delenv("HVDESK_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for variable, value in (("XDG_DATA_HOME", data_home), ("XDG_CACHE_HOME", cache_home)):
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
+    assert paths.data_dir() == paths.Path(platformdirs.user_data_dir("hvdesk"))
+    assert paths.cache_dir() == paths.Path(platformdirs.user_cache_dir("hvdesk"))
+    assert paths.vms_dir().parent == paths.data_dir()
