@@ -63,12 +63,27 @@ fi
 .venv/bin/mypy  # the files and the strictness per package are in pyproject.toml
 .venv/bin/python -m pytest "$@"
 
-# The engine and CLI must work where Qt is not installed at all: a second venv without it.
-if [[ ! -f .venv-noqt/.hvdesk-installed || pyproject.toml -nt .venv-noqt/.hvdesk-installed ]]; then
+# Users install a package, not this checkout: build the wheel, install it (not editable) into a
+# second venv, which has no Qt at all (the engine and CLI must work without it), and run the engine
+# and CLI tests from a copy of tests/ outside the checkout, so `import hvdesk` finds the install.
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+rm -rf build  # setuptools reuses what an earlier build left there, even files removed since
+.venv/bin/python -m pip wheel -q --no-deps -w "$wheels" .
+wheel=$(echo "$wheels"/hvdesk-*.whl)
+if [[ ! -f .venv-noqt/.hvdesk-wheel-deps || pyproject.toml -nt .venv-noqt/.hvdesk-wheel-deps ]]; then
+    rm -rf .venv-noqt
     "$python" -m venv .venv-noqt
-    .venv-noqt/bin/python -m pip install -q -e ".[test]"
+    .venv-noqt/bin/python -m pip install -q "$wheel[test]"
     .venv-noqt/bin/python -m pip uninstall -q -y PySide6-Essentials shiboken6 pyqtgraph qasync pytest-qt
-    touch .venv-noqt/.hvdesk-installed
+    touch .venv-noqt/.hvdesk-wheel-deps
 fi
-echo "bootstrap: engine and CLI tests without Qt installed" >&2
-exec .venv-noqt/bin/python -m pytest -q tests/unit tests/integration/test_cli.py
+.venv-noqt/bin/python -m pip install -q --force-reinstall --no-deps "$wheel"
+copy="$wheels/tree"
+mkdir "$copy"
+cp -r tests pyproject.toml "$copy"/  # pyproject.toml: pytest's settings (hvdesk itself comes from the wheel)
+echo "bootstrap: the installed wheel, without Qt: engine and CLI tests" >&2
+cd "$copy"
+HVDESK_SOURCE_TREE="$OLDPWD" "$OLDPWD/.venv-noqt/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/unit tests/integration/test_cli.py tests/integration/test_installed_package.py \
+    tests/integration/test_install.py

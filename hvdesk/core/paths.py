@@ -125,11 +125,13 @@ def make_private_dir(path: Path) -> Path:
 
 
 def resources_dir() -> Path:
-    """Icons, desktop files and data: `resources/` at the top of a source checkout (also an
-    editable install), shipped as the package hvdesk.resources in wheels and bundles."""
-    try:
-        import importlib.resources
+    """Icons and data files: the package hvdesk.resources, which is `resources/` at the top of a
+    checkout (mapped there for editable installs) and a folder inside the package in wheels and
+    bundles. Files are read from it as files (Qt wants paths), so it must be a real folder."""
+    import importlib.resources
 
-        return Path(str(importlib.resources.files("hvdesk.resources")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "resources"
+    folder = importlib.resources.files("hvdesk.resources")
+    if not isinstance(folder, Path) or not folder.is_dir():
+        raise HvdeskError(f"hvdesk's data files are not a folder ({folder!r}): the installation is broken; "
+                          "reinstall hvdesk")
+    return folder
