@@ -4,6 +4,7 @@ import os as _os
 
 __version__ = "0.1.0"
 APP_NAME = "hvdesk"
+DESKTOP_ID = "io.github.hvdesk"  # the desktop file and AppStream id (resources/desktop/), reverse-DNS
 
 # numpy (the monitor's ring buffers, pyqtgraph) does element-wise work on a few thousand numbers,
 # where BLAS threads only cost: OpenBLAS starts one per core at import and they burn CPU in every

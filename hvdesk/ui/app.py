@@ -15,7 +15,7 @@ import psutil
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
-from hvdesk import APP_NAME, __version__
+from hvdesk import APP_NAME, DESKTOP_ID, __version__
 from hvdesk.core.errors import HvdeskError, user_message
 from hvdesk.engine import host
 from hvdesk.engine.boot_watch import BootWatch
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(app, QApplication), "hvdesk's Qt application is always a QApplication (widgets need one)"
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("io.github.hvdesk")
+    app.setDesktopFileName(DESKTOP_ID)  # so the desktop shell matches our windows to the menu entry
     app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)  # the loop ends when run_app returns, after cleanup
     loop = qasync.QEventLoop(app)
