@@ -12,7 +12,8 @@ from hvdesk.core.paths import cache_dir
 from hvdesk.qemu import binaries, images
 from hvdesk.qemu.images import ImageInfo
 
-__all__ = ["ImageInfo", "accelerator", "accelerator_status", "host_limits", "image_info", "qemu_version"]
+__all__ = ["ImageInfo", "accelerator", "accelerator_status", "host_limits", "image_info", "qemu_problem",
+           "qemu_version"]
 
 
 def host_limits() -> tuple[int, int]:
@@ -29,6 +30,17 @@ def qemu_version() -> str:
         return f"QEMU {binaries.program_version(emulator, cache_dir())} ({emulator})"
     except HvdeskError as exc:
         return str(exc)
+
+
+def qemu_problem() -> str | None:
+    """Why no VM can run on this host, with how to fix it on this system (QEMU or qemu-img is not
+    installed), or None."""
+    try:
+        binaries.find_emulator()
+        binaries.find_qemu_img()
+    except HvdeskError as exc:
+        return str(exc)
+    return None
 
 
 def accelerator(requested: str = "auto") -> tuple[str, str] | None:

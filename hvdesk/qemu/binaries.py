@@ -23,11 +23,42 @@ KNOWN_DIRS = {
     "win32": [r"C:\Program Files\qemu"],
 }
 INSTALL_HINTS = {
-    "linux": "on Debian/Ubuntu: sudo apt install qemu-system-x86 qemu-utils; "
-    "on Fedora: sudo dnf install qemu-system-x86 qemu-img",
     "darwin": "with Homebrew: brew install qemu",
-    "win32": "install QEMU for Windows (qemu.org/download) and add it to PATH, or set HVDESK_QEMU_DIR",
+    "win32": "install QEMU for Windows from qemu.org/download (or set HVDESK_QEMU_DIR to its folder)",
 }
+# Linux: the command for the distribution /etc/os-release names (its ID, then the IDs it is like).
+LINUX_INSTALL = {
+    "debian": "sudo apt install qemu-system-x86 qemu-utils",  # also Ubuntu, Mint, Pop!_OS (ID_LIKE)
+    "fedora": "sudo dnf install qemu-system-x86 qemu-img",  # also RHEL, CentOS, Rocky, Alma
+    "arch": "sudo pacman -S qemu-desktop",
+    "opensuse": "sudo zypper install qemu-x86 qemu-tools",
+    "suse": "sudo zypper install qemu-x86 qemu-tools",
+    "alpine": "sudo apk add qemu-system-x86_64 qemu-img",
+    "gentoo": "sudo emerge app-emulation/qemu",
+    "void": "sudo xbps-install qemu",
+}
+
+
+def install_hint(os_release: Path = Path("/etc/os-release")) -> str:
+    """How to install QEMU on this system, as one short phrase."""
+    if sys.platform != "linux":
+        return INSTALL_HINTS.get(sys.platform, "install QEMU from your system's packages")
+    fields: dict[str, str] = {}
+    try:
+        for line in os_release.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            fields[key.strip()] = value.strip().strip('"\'')
+    except OSError:
+        pass
+    ids = [fields.get("ID", "").lower(), *fields.get("ID_LIKE", "").lower().split()]
+    for distro in ids:
+        for family, command in LINUX_INSTALL.items():
+            if distro == family or distro.startswith(family + "-"):  # e.g. opensuse-tumbleweed
+                name = fields.get("NAME") or distro
+                return f"on {name}: {command}"
+    return "install qemu-system-x86 and qemu-img from your distribution's packages"
+
+
 MIN_VERSION = (6, 2)  # Ubuntu 22.04's; JSON -blockdev, free-page-reporting, -accel all present
 _VERSION = re.compile(r"version (\d+\.\d+(?:\.\d+)?)")
 
@@ -53,8 +84,7 @@ def find_program(name: str) -> Path:
         candidate = Path(folder) / exe
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    hint = INSTALL_HINTS.get(sys.platform, "install QEMU from your system's packages")
-    raise QemuMissingError(f"QEMU is not installed: {name} not found ({hint})")
+    raise QemuMissingError(f"QEMU is not installed: {name} not found ({install_hint()})")
 
 
 def find_emulator(arch: str | None = None) -> Path:

@@ -56,6 +56,7 @@ async def run_app(app: QApplication, smoke_test: bool, started: float, interval:
     window.show()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)
+    await window.host_notice.refresh()
     window.accel_label.setText(await asyncio.to_thread(host.accelerator_status))
     await closed.wait()
     await window.runner.wait_idle()

@@ -34,6 +34,7 @@ from hvdesk.engine.states import VmState
 from hvdesk.ui import prefs
 from hvdesk.ui.console_window import ConsoleWindow
 from hvdesk.ui.details import DetailsPane
+from hvdesk.ui.host_notice import HostNotice
 from hvdesk.ui.host_overview import HostOverview
 from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.log_viewer import LogViewer
@@ -163,7 +164,13 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.pages)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([500, 600])
-        self.setCentralWidget(self.splitter)
+        self.host_notice = HostNotice()  # shown while QEMU is missing
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.host_notice)
+        column.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
 
     def _build_toolbar_and_menus(self) -> None:
         a = self.actions_by_key
