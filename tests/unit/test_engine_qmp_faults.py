@@ -12,24 +12,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hvdesk.core.errors import QemuError
-from hvdesk.engine.library_ops import CreateRequest
-from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.states import VmState
 from tests.fakes.fake_qemu import FakeQemu
 from tests.fakes.qmp_server import Answer, Garbage, Hang, Hangup, Refuse, Send, status_reply
+from tests.unit.conftest import VM_NAME
 
-NAME = "vm"
-
-
-@pytest.fixture
-async def vm(hv_home) -> Machine:
-    """A VM in a private library, never started (no disk: nothing but its vm.toml)."""
-    manager = Manager()
-    await manager.open()
-    machine = await manager.create(CreateRequest(name=NAME, memory_mib=256))
-    await manager.close()
-    return machine
+NAME = VM_NAME
 
 
 @pytest.fixture

@@ -18,25 +18,15 @@ import pytest
 from hvdesk.core.errors import DiskError, NotFoundError, QemuError
 from hvdesk.engine import describe
 from hvdesk.engine.glance import Glance
-from hvdesk.engine.library_ops import CreateRequest
-from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.states import IO_ERROR, VmState
 from hvdesk.qemu import images, qmp_status
 from hvdesk.qemu.binaries import find_qemu_img
 from tests.fakes.fake_qemu import FakeQemu
 from tests.fakes.qmp_server import Answer, Garbage, Hang, Hangup, Refuse, Send, status_reply
+from tests.unit.conftest import VM_NAME
 
-NAME = "vm"
-
-
-@pytest.fixture
-async def vm(hv_home) -> Machine:
-    manager = Manager()
-    await manager.open()
-    machine = await manager.create(CreateRequest(name=NAME, memory_mib=256))
-    await manager.close()
-    return machine
+NAME = VM_NAME
 
 
 @pytest.fixture
