@@ -9,12 +9,16 @@
    installed and a libvirt daemon answers (otherwise it says why and measures hvdesk alone);
 3. `--baseline DIR`: the same hvdesk commands from another source tree (an older commit, e.g. from
    `git archive main | tar -x -C DIR`), interleaved with this one: before and after in one run;
+   `--installed VENV`: also the `hvdesk` command of a venv where hvdesk is installed from its wheel
+   (as users have it: no editable-install finder on every start), e.g. .venv-noqt after
+   `packaging/bootstrap.sh test`, with that interpreter's own `python -c pass` floor;
 4. what `hvdesk list` still imports: `-X importtime` self times, medians, summed per package.
 
 Each tree's bytecode is compiled first, as an installed package has it (PYTHONDONTWRITEBYTECODE
 would otherwise make every run compile hvdesk from source).
 
-    .venv/bin/python -m bench.bench_cli [--rounds 20] [--running 3] [--baseline DIR] [--no-virsh] [--json]
+    .venv/bin/python -m bench.bench_cli [--rounds 20] [--running 3] [--baseline DIR] [--installed VENV]
+                                        [--no-virsh] [--json]
 """
 
 from __future__ import annotations
@@ -274,6 +278,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--running", type=int, default=3, help="how many of the 8 VMs run")
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="also time this hvdesk source tree")
+    parser.add_argument("--installed", type=Path, metavar="VENV", help="also time the hvdesk installed in VENV")
     parser.add_argument("--no-virsh", action="store_true", help="do not measure libvirt even if present")
     parser.add_argument("--import-runs", type=int, default=10)
     parser.add_argument("--json", action="store_true", help="JSON on stdout, text on stderr")
@@ -299,6 +304,13 @@ def main() -> None:
                 if args.running:
                     commands.append(hvdesk(f"{prefix}hvdesk info {running} (running)", "info", running, tree=tree))
                 commands.append(hvdesk(f"{prefix}hvdesk info {stopped} (stopped)", "info", stopped, tree=tree))
+            if args.installed:
+                venv = args.installed.resolve()
+                python, command = str(venv / "bin" / "python"), str(venv / "bin" / "hvdesk")
+                commands.append(Command("installed: python -c pass", [python, "-c", "pass"], cwd=Path("/")))
+                commands += [Command(f"installed: hvdesk {' '.join(a)}", [command, *a], cwd=Path("/"))
+                             for a in (["list"], ["list", "--json"], ["info", stopped],
+                                       *([["info", running]] if args.running else []))]
             if libvirt is not None:
                 why_not = libvirt.available()
                 if why_not is None:
