@@ -22,6 +22,7 @@ LOG_DIR = "logs"
 LOCK_FILE = ".hvdesk.lock"  # in each VM folder: held by whoever changes that VM
 LIBRARY_LOCK = ".library.lock"  # in the library root: held to create, rename or delete a VM
 STAGING_PREFIX = ".new-"  # a VM being created is built in a hidden folder, then renamed into place
+DELETING_PREFIX = ".gone-"  # a deleted VM's folder is moved into a hidden one, then removed
 
 
 @dataclass
@@ -31,7 +32,7 @@ class VmEntry:
     folder: Path
     config: VmConfig | None
     error: str = ""
-    stamp: int = 0  # vm.toml's mtime (ns) when read: unchanged means no need to read it again
+    stamp: int = 0  # config_stamp() when read: unchanged means no need to read it again
 
     @property
     def name(self) -> str:
@@ -113,10 +114,14 @@ def raw_disk_paths(folder: Path) -> list[str]:
 
 
 def config_stamp(folder: Path) -> int:
+    """A fingerprint of the VM's vm.toml that changes with every write: its time stamp alone may
+    not (file times tick in whole jiffies, and two writes can fall in one), so its size and inode
+    (an atomic write makes a new one) count too. 0: there is none."""
     try:
-        return os.stat(folder / CONFIG_FILE).st_mtime_ns
+        status = os.stat(folder / CONFIG_FILE)
     except OSError:
         return 0
+    return hash((status.st_mtime_ns, status.st_size, status.st_ino)) or 1
 
 
 class Library:
@@ -227,12 +232,18 @@ class Library:
             lock.release()
 
     def remove_abandoned(self) -> list[Path]:
-        """Staging folders whose creator died (killed mid-create): removed; returns them."""
+        """Staging folders whose creator died (killed mid-create), and what a delete killed half-way
+        left: removed; returns them."""
         removed: list[Path] = []
         try:
-            candidates = [p for p in self.root.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
+            hidden = [p for p in self.root.iterdir() if p.name.startswith(".") and p.is_dir()]
         except OSError:
             return removed
+        for folder in hidden:
+            if folder.name.startswith(DELETING_PREFIX):  # nobody uses what a delete moved here
+                remove_tree(folder, ignore_errors=True)
+                removed.append(folder)
+        candidates = [p for p in hidden if p.name.startswith(STAGING_PREFIX)]
         for folder in candidates:
             if folder in self._staging_locks:
                 continue
@@ -269,4 +280,11 @@ class Library:
     def remove_folder(self, folder: Path) -> None:
         if folder.parent != self.root:
             raise HvdeskError(f"refusing to remove {folder}: not a VM folder of this library")
-        remove_tree(folder)
+        # Moved out of the way first, in one rename: a process waiting for the VM's lock (which it
+        # creates if missing) would otherwise re-create the lock file in the folder being removed,
+        # and leave a folder that is no VM.
+        import tempfile
+
+        gone = Path(tempfile.mkdtemp(prefix=DELETING_PREFIX, dir=self.root))
+        folder.rename(gone / folder.name)
+        remove_tree(gone)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import NotFoundError
 from hvdesk.core.names import name_key
-from hvdesk.core.storage import CONFIG_FILE, Library, VmEntry
+from hvdesk.core.storage import Library, VmEntry, config_stamp
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 
@@ -123,15 +123,14 @@ class Registry:
         return None
 
     def scan_stamp(self) -> tuple[tuple[str, int], ...]:
-        """Cheap fingerprint of the library: each folder's vm.toml mtime."""
+        """Cheap fingerprint of the library: each folder's vm.toml stamp (storage.config_stamp)."""
         stamp = []
         try:
             entries = list(os.scandir(self.library.root))
         except OSError:
             return ()
         for entry in entries:
-            try:
-                stamp.append((entry.name, os.stat(os.path.join(entry.path, CONFIG_FILE)).st_mtime_ns))
-            except OSError:
-                continue
+            config = config_stamp(Path(entry.path))
+            if config:  # (a folder without a vm.toml is not a VM, e.g. one being created)
+                stamp.append((entry.name, config))
         return tuple(sorted(stamp))

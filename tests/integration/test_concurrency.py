@@ -50,7 +50,7 @@ def assert_library_whole(library: Path) -> None:
         assert vm["state"] != "inaccessible", vm
     for folder in library.iterdir():
         if folder.name.startswith("."):
-            assert not folder.name.startswith(".new-"), f"left over: {folder}"
+            assert not folder.name.startswith((".new-", ".gone-")), f"left over: {folder}"
             continue
         assert (folder / "vm.toml").exists(), f"a folder without its vm.toml: {sorted(os.listdir(folder))}"
         assert (folder / "disk0.qcow2").exists(), f"a VM without its disk: {folder}"

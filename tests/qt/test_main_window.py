@@ -165,7 +165,7 @@ def test_inaccessible_vm_shows_its_reason(window, run, until, guest_request):
     run(window.manager.create(guest_request("fine")))
     broken = run(window.manager.create(guest_request("broken")))
     (broken.entry.folder / "vm.toml").write_text("schema = 1\nname = 'broken'\ncpus = 0\n")
-    until(lambda: row_texts(window).get("broken") == "Inaccessible", 5, "inaccessible state")
+    until(lambda: row_texts(window).get("broken") == "Inaccessible", 15, "inaccessible state")
     model = window.filter_model
     row = next(r for r in range(model.rowCount()) if model.index(r, 0).data() == "broken")
     assert "cpus: 0 is out of range" in model.index(row, 1).data(Qt.ItemDataRole.ToolTipRole)

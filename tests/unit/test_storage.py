@@ -111,3 +111,25 @@ def test_staging_folders_are_invisible_and_abandoned_ones_removed(tmp_path):
     assert other.remove_abandoned() == []  # a second process sees the creator's lock too
     lib._release_staging(staging)  # as if the creator died: its lock is gone
     assert other.remove_abandoned() == [staging] and not staging.exists()
+
+
+def test_every_write_of_a_vm_toml_changes_its_stamp(tmp_path):
+    """File times tick in whole jiffies: two writes in one tick keep the time, not the stamp."""
+    import os
+
+    from hvdesk.core.storage import CONFIG_FILE, config_stamp
+
+    config = tmp_path / CONFIG_FILE
+    assert config_stamp(tmp_path) == 0
+    config.write_text("name = 'a'\n")
+    first = config_stamp(tmp_path)
+    status = os.stat(config)
+    config.write_text("name = 'a'\ncpus = 0\n")  # an edit in place, its time put back as it was
+    os.utime(config, ns=(status.st_atime_ns, status.st_mtime_ns))
+    second = config_stamp(tmp_path)
+    assert 0 != first != second
+    replacement = tmp_path / "new"
+    replacement.write_text("name = 'a'\ncpus = 1\n")  # same size, then renamed over it (a new inode)
+    os.utime(replacement, ns=(status.st_atime_ns, status.st_mtime_ns))
+    replacement.replace(config)
+    assert config_stamp(tmp_path) not in (0, first, second)
