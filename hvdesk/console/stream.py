@@ -34,7 +34,9 @@ class RfbStream(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Kept, as StreamReader does: with qasync, Qt may step a task while the loop is not running.
+        self._loop = asyncio.get_running_loop()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
 
     # -- asyncio's side ----------------------------------------------------------------------
 
@@ -129,7 +131,7 @@ class RfbStream(asyncio.BufferedProtocol):
                 if self._error is not None:
                     raise self._error
                 raise asyncio.IncompleteReadError(b"", count)  # (the bytes that came are not kept)
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -172,7 +174,7 @@ class RfbStream(asyncio.BufferedProtocol):
         if self._transport is not None and self._transport.is_closing():
             raise ConnectionResetError("the connection is closed")
         if self._writing_paused:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
 
     def close(self) -> None:
