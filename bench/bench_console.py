@@ -51,7 +51,7 @@ RECORD, ROUNDS, WINDOW, GUEST_WINDOW = 8, 4, 1.25, 2.5  # screens saved; replay 
 VIEW_SIZE = (1280, 800)
 FPS_GOAL, CPU_GOAL_MS = 60.0, 5.0
 NAME = "console-bench"
-SIDES = ("bare", "client", "client_qasync", "client_view")
+SIDES = ("bare", "client", "client_qasync", "client_view", "client_view_smooth")
 GOAL_SIDES = ("client", "client_view")  # hvdesk's client alone, and as the console window uses it
 # Typed on tty1 (errors go to the serial log). r N V: Bochs VBE register N (1 xres, 2 yres, 3 bpp,
 # 4 enable, 5 bank, 9 y offset) through the VGA's MMIO BAR. f W H B: W x H x 32 mode, B+1 banks of
@@ -253,7 +253,7 @@ def serve(path: str, width: int, height: int, files: list[str], ready) -> None:
 
 async def client_run(path: Path, seconds: float, view=None) -> dict:
     """hvdesk's client (and view, if given) on the running loop: frames/s received and painted."""
-    client = RfbClient(events=ConsoleEvents(update=view.area_changed) if view else None)
+    client = RfbClient(events=view.events() if view else None)
     await client.connect_unix(path)
     if view is not None:
         view.attach(client)
@@ -288,13 +288,15 @@ def worker(side: str, path: str, conn) -> None:
     """One side in a process of its own: its own CPU account, and a heap no other side has shaped
     (glibc's malloc thresholds adapt to earlier large blocks, and that changes the page faults)."""
     run_loop, view = asyncio.run, None
-    if side in ("client_qasync", "client_view"):
+    if side not in ("bare", "client"):  # the Qt sides
         import qasync
         from PySide6.QtWidgets import QApplication
         app = QApplication(sys.argv[:1])
         qloop = qasync.QEventLoop(app)
         asyncio.set_event_loop(qloop)
-        run_loop, view = qloop.run_until_complete, make_view() if side == "client_view" else None
+        run_loop, view = qloop.run_until_complete, make_view() if side.startswith("client_view") else None
+        if view is not None:
+            view.quality.enabled = side != "client_view_smooth"  # smooth on every paint, as before
 
     def run(seconds: float) -> dict:
         return BareReader(path).measure(seconds) if side == "bare" else run_loop(client_run(path, seconds, view))
