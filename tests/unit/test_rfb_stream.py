@@ -105,3 +105,29 @@ async def test_an_early_end_is_an_incomplete_read(into):
             await stream.readexactly(2000)
     await sender
     stream.close()
+
+
+async def test_a_large_read_reads_on_without_the_event_loop(monkeypatch):
+    """The loop's own reads made tiny: what the socket holds beyond them is read by the stream
+    itself, in the same wakeup, and every byte still lands in order."""
+    data = os.urandom(4 * CHUNK)
+    gate = asyncio.Event()
+    sock, sender = await serve(data, pieces=8, gate=gate)
+    get_buffer, read_ahead, ahead = stream_module.RfbStream.get_buffer, stream_module.RfbStream._read_ahead, []
+
+    def counting(self, target: memoryview) -> None:
+        before = self._filled
+        read_ahead(self, target)
+        ahead.append(self._filled - before)
+    monkeypatch.setattr(stream_module.RfbStream, "get_buffer", lambda self, hint: get_buffer(self, hint)[:1000])
+    monkeypatch.setattr(stream_module.RfbStream, "_read_ahead", counting)
+    stream = await open_unix(sock=sock)
+    target = bytearray(len(data))
+    reading = asyncio.ensure_future(stream.readinto(memoryview(target)))
+    await asyncio.sleep(0)
+    gate.set()
+    await reading
+    assert target == data
+    assert sum(ahead) > len(data) // 2  # most of it came without a trip through the loop
+    await sender
+    stream.close()
