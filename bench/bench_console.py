@@ -6,11 +6,17 @@
    8 such screens are saved per size. Client and bare reader take turns;
 2. replay, per size: a server process sends the saved screens, one full Raw rectangle per update
    request, as fast as they are asked for, to bare reader | client (asyncio) | client (qasync) |
-   client + ConsoleView (qasync, offscreen, 1280x800 window, scaled): one worker process each,
-   in interleaved rounds. CPU time and page faults are the reading process's own;
-3. versions, date, load. --profile: cProfile of the client at 1920x1080.
+   client + ConsoleView (qasync, offscreen, 1280x800 window, scaled) | the same with smooth
+   scaling on every paint: one worker process each, in interleaved rounds. CPU time and page
+   faults are the reading process's own;
+3. the issue's figure: CPU time per 1080p frame decoded and painted, scaled into the window
+   (client + ConsoleView), with `--baseline DIR` beside the same from another source tree (e.g.
+   `git archive main | tar -x -C DIR`), its workers interleaved with this tree's;
+4. screenshots of the scaled view showing real guest frames (its text console, scaled down as
+   1080p is into the window; a 1080p frame), smooth and as painted during motion, under /tmp;
+5. versions, date, load. --profile: cProfile of the client and the view at 1920x1080.
 
-    .venv/bin/python -m bench.bench_console [--json] [--profile]
+    .venv/bin/python -m bench.bench_console [--json] [--profile] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import contextlib
 import cProfile
 import datetime
+import importlib
 import io
 import multiprocessing
 import os
@@ -51,8 +58,12 @@ RECORD, ROUNDS, WINDOW, GUEST_WINDOW = 8, 4, 1.25, 2.5  # screens saved; replay 
 VIEW_SIZE = (1280, 800)
 FPS_GOAL, CPU_GOAL_MS = 60.0, 5.0
 NAME = "console-bench"
-SIDES = ("bare", "client", "client_qasync", "client_view")
+SIDES = ("bare", "client", "client_qasync", "client_view", "client_view_smooth")
 GOAL_SIDES = ("client", "client_view")  # hvdesk's client alone, and as the console window uses it
+BEFORE = "before: "  # sides run from the --baseline tree
+BASELINE_SIDES = (BEFORE + "client", BEFORE + "client_view")
+ISSUE_GOAL_MS = 4.0  # issue 10: a 1080p frame decoded and painted, scaled into the window
+SCREENSHOTS = Path("/tmp")
 # Typed on tty1 (errors go to the serial log). r N V: Bochs VBE register N (1 xres, 2 yres, 3 bpp,
 # 4 enable, 5 bank, 9 y offset) through the VGA's MMIO BAR. f W H B: W x H x 32 mode, B+1 banks of
 # noise written through the 64 KiB window at 0xA0000 (the kernel has no framebuffer driver, and
@@ -203,7 +214,9 @@ async def real_guest(folder: Path) -> tuple[dict, dict]:
         bar2 = next(region["address"] for region in vga["regions"] if region["bar"] == 2)
         await console.send_keys(manager, NAME, keys_for_text(DEFS.format(dispi=bar2 + 0x500) + "\n"))
         await serial(machine, "HVB-DEFS\n")
-        figs["text"], _ = await guest_step(manager, "l text 12 s", "text", 1)
+        figs["text"], shots = await guest_step(manager, "l text 12 s", "text", 1, record=1)
+        files["text"] = (tuple(map(int, figs["text"]["size"].split("x"))), folder / "text.bgrx")
+        files["text"][1].write_bytes(shots[0])
         for w, h in SIZES:
             tag, banks = f"{w}x{h}", -(-(h + PAN[-1]) * w * 4 // 65536)
             figs[tag], shots = await guest_step(manager, f"f {w} {h} {banks - 1};l {tag} 18 p", tag, len(PAN), RECORD)
@@ -253,7 +266,14 @@ def serve(path: str, width: int, height: int, files: list[str], ready) -> None:
 
 async def client_run(path: Path, seconds: float, view=None) -> dict:
     """hvdesk's client (and view, if given) on the running loop: frames/s received and painted."""
-    client = RfbClient(events=ConsoleEvents(update=view.area_changed) if view else None)
+    rfb = importlib.import_module("hvdesk.console.rfb")  # this tree's, or the baseline's in its worker
+    if view is None:
+        events = None
+    elif hasattr(view, "events"):
+        events = view.events()
+    else:  # an older ConsoleView: repainted per rectangle
+        events = rfb.ConsoleEvents(update=view.area_changed)
+    client = rfb.RfbClient(events=events)
     await client.connect_unix(path)
     if view is not None:
         view.attach(client)
@@ -284,17 +304,31 @@ def make_view():
     return view
 
 
-def worker(side: str, path: str, conn) -> None:
+def use_tree(tree: str) -> None:
+    """Import hvdesk from `tree` from now on (in a worker, before it makes a client or view)."""
+    for name in [name for name in sys.modules if name == "hvdesk" or name.startswith("hvdesk.")]:
+        del sys.modules[name]
+    sys.path.insert(0, tree)
+    importlib.invalidate_caches()
+
+
+def worker(side: str, path: str, conn, tree: str | None = None) -> None:
     """One side in a process of its own: its own CPU account, and a heap no other side has shaped
     (glibc's malloc thresholds adapt to earlier large blocks, and that changes the page faults)."""
+    if side.startswith(BEFORE):
+        assert tree is not None
+        use_tree(tree)
+        side = side.removeprefix(BEFORE)
     run_loop, view = asyncio.run, None
-    if side in ("client_qasync", "client_view"):
+    if side not in ("bare", "client"):  # the Qt sides
         import qasync
         from PySide6.QtWidgets import QApplication
         app = QApplication(sys.argv[:1])
         qloop = qasync.QEventLoop(app)
         asyncio.set_event_loop(qloop)
-        run_loop, view = qloop.run_until_complete, make_view() if side == "client_view" else None
+        run_loop, view = qloop.run_until_complete, make_view() if side.startswith("client_view") else None
+        if view is not None and hasattr(view, "quality"):
+            view.quality.enabled = side != "client_view_smooth"  # smooth on every paint, as before
 
     def run(seconds: float) -> dict:
         return BareReader(path).measure(seconds) if side == "bare" else run_loop(client_run(path, seconds, view))
@@ -303,8 +337,10 @@ def worker(side: str, path: str, conn) -> None:
         conn.send(profiled(run, seconds) if profile else run(seconds))
 
 
-def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bool) -> dict:
-    """Interleaved rounds of every side (a worker process each) against one replay server process."""
+def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bool,
+             baseline: Path | None = None) -> dict:
+    """Interleaved rounds of every side (a worker process each) against one replay server process;
+    with a baseline tree, its sides too."""
     path = folder / f"replay-{size[0]}.sock"
     spawn = multiprocessing.get_context("spawn")  # fresh processes: nothing forked from this one
     ready = spawn.Event()
@@ -314,9 +350,10 @@ def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bo
     try:
         if not ready.wait(60):
             raise RuntimeError("the replay server did not start")
-        for side in SIDES:
+        for side in SIDES + (BASELINE_SIDES if baseline else ()):
             pipes[side], theirs = spawn.Pipe()
-            workers.append(spawn.Process(target=worker, args=(side, str(path), theirs), daemon=True))
+            args = (side, str(path), theirs, str(baseline) if baseline else None)
+            workers.append(spawn.Process(target=worker, args=args, daemon=True))
             workers[-1].start()
             theirs.close()  # so that a worker's death reads as EOF here
         runs = defaultdict(list)
@@ -324,6 +361,7 @@ def capacity(folder: Path, size: tuple[int, int], files: list[Path], profile: bo
             for side, pipe in pipes.items():
                 runs[side] += [ask(pipe, (WINDOW, False))] if round_ >= 0 else []
         fig = {side: median_of(samples) for side, samples in runs.items()}
+        fig["rounds"] = dict(runs)
         if profile:
             fig["profile"] = {side: ask(pipes[side], (3.0, True)) for side in GOAL_SIDES}
         return fig
@@ -376,25 +414,82 @@ def report(fig: dict) -> list[str]:
                f"rounds of {WINDOW:g} s, medians; view {VIEW_SIZE[0]}x{VIEW_SIZE[1]}, scaled):")
     for size, c in fig["replay"].items():
         say.append(f"  {size}  bare          {line(c['bare'])}")
-        say += [f"    {side:13} {line(c[side], c['bare']['fps'])}" for side in SIDES[1:]]
+        say += [f"    {side:18} {line(c[side], c['bare']['fps'])}" for side in SIDES[1:] + BASELINE_SIDES
+                if side in c]
     hd = fig["replay"]["1920x1080"]
     verdicts = [f"{side} {'meets' if s['fps'] >= FPS_GOAL and s['cpu_ms'] < CPU_GOAL_MS else 'MISSES'} it "
                 f"({s['fps']:.0f} fps, {s['cpu_ms']:.1f} ms)" for side, s in hd.items() if side in GOAL_SIDES]
     goal = f"goal >= {FPS_GOAL:g} fps and < {CPU_GOAL_MS:g} ms CPU/frame"
     say.append(f"verdict at 1920x1080, {goal}: {'; '.join(verdicts)}")
+    say += issue_figure(hd, fig.get("baseline"))
+    say += [f"screenshot: {path}" for path in fig.get("screenshots", [])]
     for name, text in hd.get("profile", {}).items():
         say += [f"cProfile of {name} at 1920x1080, 3 s, by own time:", text.strip()]
     return say
 
 
-def run(folder: Path, profile: bool) -> dict:
+def issue_figure(hd: dict, baseline: str | None) -> list[str]:
+    """Issue 10's figure: CPU time per 1080p frame decoded and painted, scaled into the window."""
+    view, rounds = hd["client_view"], hd["rounds"]
+    ms = view["cpu_ms"]
+    say = [f"issue 10 -- a 1080p frame decoded and painted, scaled into the window "
+           f"({VIEW_SIZE[0]}x{VIEW_SIZE[1]}, client + ConsoleView): {ms:.2f} ms CPU/frame, median of "
+           f"{ROUNDS} interleaved rounds ({1000 / ms:.0f} fps capacity; goal <= {ISSUE_GOAL_MS:g} ms: "
+           f"{'meets it' if ms <= ISSUE_GOAL_MS else 'MISSES it'}); {view['painted_fps'] / view['fps']:.0%} of "
+           f"frames painted; smooth scaling on every paint: {hd['client_view_smooth']['cpu_ms']:.2f} ms"]
+    before = BEFORE + "client_view"
+    if baseline and before in hd:
+        ratios = [b["cpu_ms"] / a["cpu_ms"] for a, b in zip(rounds["client_view"], rounds[before])]
+        say.append(f"  before ({baseline}): {hd[before]['cpu_ms']:.2f} ms CPU/frame, "
+                   f"{hd[before]['painted_fps'] / hd[before]['fps']:.0%} painted; now "
+                   f"{statistics.median(ratios):.2f}x less CPU per frame (median of per-round ratios "
+                   f"{', '.join(f'{r:.2f}' for r in ratios)})")
+    return say
+
+
+def screenshots(text: tuple[tuple[int, int], Path], hd: tuple[tuple[int, int], Path]) -> list[str]:
+    """The scaled view showing real guest frames: the guest's text console scaled down by 2/3 (as
+    1080p is into a 1280x800 window), and a 1080p frame in the bench's window; each smooth (still)
+    and as painted in motion (a large update right after another)."""
+    from PySide6.QtWidgets import QApplication
+
+    from hvdesk.console.framebuffer import Framebuffer
+    from hvdesk.ui.console_view import ConsoleView
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    saved = []
+    for tag, ((width, height), shot), window in (("text", text, (480, 300)), ("1080p", hd, VIEW_SIZE)):
+        client = RfbClient()
+        client.framebuffer = Framebuffer(width, height)
+        client.framebuffer.put(0, 0, width, height, shot.read_bytes())
+        view = ConsoleView()
+        view.attach(client)
+        view.resize(*window)
+        view.show()
+        for look in ("smooth", "motion"):
+            view.area_changed(0, 0, width, height)  # the second of two quick ones is motion
+            view.frame_done()
+            app.processEvents()
+            image = view.backingStore().paintDevice()
+            path = SCREENSHOTS / f"hvdesk-console-{tag}-{look}.png"
+            if image.copy(view.rect()).save(str(path)):
+                saved.append(str(path))
+        view.close()
+        view.deleteLater()
+    app.processEvents()
+    return saved
+
+
+def run(folder: Path, profile: bool, baseline: Path | None = None) -> dict:
     import PySide6
     from PySide6.QtCore import qVersion
     fig = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "python": sys.version.split()[0],
            "pyside6": PySide6.__version__, "qt": qVersion(), "qemu": binaries.program_version(binaries.find_emulator())}
     load = os.getloadavg()[0]
     fig["guest"], files = asyncio.run(real_guest(folder))
-    fig["replay"] = {f"{w}x{h}": capacity(folder, (w, h), files[(w, h)], profile and w == 1920) for w, h in SIZES}
+    fig["baseline"] = str(baseline) if baseline else None
+    fig["replay"] = {f"{w}x{h}": capacity(folder, (w, h), files[(w, h)], profile and w == 1920, baseline)
+                     for w, h in SIZES}
+    fig["screenshots"] = screenshots(files["text"], ((1920, 1080), files[(1920, 1080)][0]))
     fig["load"] = [load, os.getloadavg()[0]]
     return fig
 
@@ -403,11 +498,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="JSON on stdout, text on stderr")
     parser.add_argument("--profile", action="store_true", help="also cProfile the client at 1920x1080")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run the client and view of this hvdesk source tree, interleaved")
     args = parser.parse_args()
+    if args.baseline and not (args.baseline / "hvdesk" / "console" / "rfb.py").is_file():
+        parser.error(f"{args.baseline} is not an hvdesk source tree")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the workers inherit it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a timeout still cleans up
     with private_library() as (_, rundir):
-        fig = run(rundir, args.profile)  # the saved screens live in rundir too
+        fig = run(rundir, args.profile, args.baseline.resolve() if args.baseline else None)  # (screens in rundir)
     emit(report(fig), fig, args.json)
 
 

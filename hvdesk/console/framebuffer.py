@@ -34,6 +34,11 @@ class Framebuffer:
             raise ConsoleError(f"the VNC server sent a rectangle {w}x{h}+{x}+{y} outside its "
                                f"{self.width}x{self.height} screen")
 
+    def rows(self, y: int, h: int) -> memoryview:
+        """Rows y .. y+h-1 of the buffer itself, for a whole-width rectangle to be read into."""
+        self.check_rect(0, y, self.width, h)
+        return memoryview(self.data)[y * self.stride:(y + h) * self.stride]
+
     def put(self, x: int, y: int, w: int, h: int, pixels: bytes | memoryview) -> None:
         """Copy a rectangle of packed pixels (w*4 bytes a row) into place."""
         self.check_rect(x, y, w, h)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hvdesk.console import vncauth
 from hvdesk.console.framebuffer import BYTES_PER_PIXEL, Framebuffer
+from hvdesk.console.stream import RfbStream, open_tcp, open_unix
 from hvdesk.core.errors import ConsoleError
 
 # Encodings (RFC 6143 and the community registry)
@@ -93,8 +94,8 @@ class RfbClient:
             DESKTOP_SIZE: self._desktop_size, EXTENDED_DESKTOP_SIZE: self._extended_desktop_size,
             CURSOR: self._cursor_rect, QEMU_POINTER_MOTION_CHANGE: self._pointer_kind,
             QEMU_EXTENDED_KEY_EVENT: self._extended_keys, QEMU_LED_STATE: self._led_state}
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._stream: RfbStream | None = None
+        self._band = bytearray()  # reused for Raw rectangles narrower than the screen
         self._zlib = zlib.decompressobj()
         self._frame_waiters: list[asyncio.Future[int]] = []
         self._closed = False
@@ -103,25 +104,24 @@ class RfbClient:
 
     async def connect_unix(self, path: Path | str) -> None:
         try:
-            reader, writer = await asyncio.open_unix_connection(str(path), limit=2**20)
+            stream = await open_unix(path)
         except OSError as exc:
             raise ConsoleError(f"cannot connect to the VNC console at {path}: {exc.strerror or exc}") from None
-        await self._handshake(reader, writer)
+        await self._handshake(stream)
 
     async def connect_socket(self, sock: socket.socket) -> None:
         """Use an already connected socket (e.g. one half of a socketpair handed to QEMU)."""
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
-        await self._handshake(reader, writer)
+        await self._handshake(await open_unix(sock=sock))
 
     async def connect_tcp(self, host: str, port: int) -> None:
         try:
-            reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+            stream = await open_tcp(host, port)
         except OSError as exc:
             raise ConsoleError(f"cannot connect to the VNC server {host}:{port}: {exc.strerror or exc}") from None
-        await self._handshake(reader, writer)
+        await self._handshake(stream)
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader, self._writer = reader, writer
+    async def _handshake(self, stream: RfbStream) -> None:
+        self._stream = stream
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                 await self._negotiate()
@@ -241,14 +241,21 @@ class RfbClient:
         return True
 
     async def _raw(self, x: int, y: int, w: int, h: int) -> bool:
-        self.screen.check_rect(x, y, w, h)
-        # In bands of at most 1 MiB: a whole 1080p frame read at once makes two 8 MB buffers
-        # per frame, which the allocator returns to the kernel and faults in again (3x the CPU).
+        fb = self.screen
+        fb.check_rect(x, y, w, h)
+        if x == 0 and w == fb.width:  # whole rows: the kernel writes them into the framebuffer
+            await self._readinto(fb.rows(y, h))
+            return True
+        # Narrower: in bands of at most 1 MiB through one reused buffer, then row by row into place.
         row = w * BYTES_PER_PIXEL
         rows = max(1, RAW_BAND // max(row, 1))
+        if len(self._band) < row * min(rows, h):
+            self._band = bytearray(row * min(rows, h))
         for top in range(0, h, rows):
             band = min(rows, h - top)
-            self.screen.put(x, y + top, w, band, await self._read(row * band))
+            pixels = memoryview(self._band)[:row * band]
+            await self._readinto(pixels)
+            fb.put(x, y + top, w, band, pixels)
         return True
 
     async def _copyrect(self, x: int, y: int, w: int, h: int) -> bool:
@@ -334,7 +341,7 @@ class RfbClient:
 
     def request_update(self, incremental: bool = True) -> None:
         fb = self.framebuffer
-        if fb is not None and self._writer is not None and not self._closed:
+        if fb is not None and self._stream is not None and not self._closed:
             self._write(struct.pack(">BBHHHH", UPDATE_REQUEST, int(incremental), 0, 0, fb.width, fb.height))
 
     def key(self, down: bool, keysym: int, scancode: int = 0) -> None:
@@ -353,9 +360,9 @@ class RfbClient:
         self._write(struct.pack(">BBHH", POINTER_EVENT, buttons & 0xFF, x, y))
 
     async def flush(self) -> None:
-        if self._writer is not None and not self._closed:
+        if self._stream is not None and not self._closed:
             try:
-                await self._writer.drain()
+                await self._stream.drain()
             except OSError as exc:
                 raise ConsoleError(f"the VNC connection broke: {exc}") from None
 
@@ -382,10 +389,10 @@ class RfbClient:
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
             try:
-                await self._writer.wait_closed()
+                await self._stream.wait_closed()
             except OSError:
                 pass
 
@@ -403,9 +410,14 @@ class RfbClient:
     # -- reading ---------------------------------------------------------------------------------
 
     async def _read(self, count: int) -> bytes:
-        if self._reader is None:
+        if self._stream is None:
             raise ConsoleError("the VNC console is not connected")
-        return await self._reader.readexactly(count)
+        return await self._stream.readexactly(count)
+
+    async def _readinto(self, view: memoryview) -> None:
+        if self._stream is None:
+            raise ConsoleError("the VNC console is not connected")
+        await self._stream.readinto(view)
 
     async def _read_text(self) -> str:
         (length,) = struct.unpack(">I", await self._read(4))
@@ -414,9 +426,9 @@ class RfbClient:
         return (await self._read(length)).decode("latin-1")
 
     def _write(self, data: bytes) -> None:
-        if self._writer is None or self._closed:
+        if self._stream is None or self._closed:
             raise ConsoleError("the VNC console is not connected")
-        self._writer.write(data)
+        self._stream.write(data)
 
     def _fail_waiters(self, error: ConsoleError) -> None:
         waiters, self._frame_waiters = self._frame_waiters, []

@@ -1,14 +1,33 @@
 """The widget that shows a VM's screen and forwards keyboard and mouse: it paints the RFB
-client's framebuffer (wrapped, not copied) and turns Qt input into RFB events."""
+client's framebuffer (wrapped, not copied) and turns Qt input into RFB events.
+
+Painting: the rectangles of one FramebufferUpdate are gathered (mapped through the scale) and
+repainted once, when the update is complete; only they are painted. Scaled repaints are smooth
+except during full-screen motion (see console_quality)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QCursor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPixmap, QWheelEvent
+import time
+from collections.abc import Callable, Iterator
+
+from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QCursor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QRegion,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from hvdesk.console.rfb import Cursor, RfbClient
+from hvdesk.console.rfb import ConsoleEvents, Cursor, RfbClient
 from hvdesk.ui.console_keys import key_codes
+from hvdesk.ui.console_quality import ScaleQuality
 
 BUTTONS = {Qt.MouseButton.LeftButton: 1, Qt.MouseButton.MiddleButton: 2, Qt.MouseButton.RightButton: 4}
 RIGHT_CTRL = 0x9D  # the host key, as in VirtualBox: releases the keyboard grab
@@ -24,6 +43,10 @@ class ConsoleView(QWidget):
         super().__init__(parent)
         self.client: RfbClient | None = None
         self._image: QImage | None = None
+        self._damage = QRegion()  # of the FramebufferUpdate being received, in widget pixels
+        self.quality = ScaleQuality()
+        self._settle = QTimer(self, singleShot=True, interval=round(self.quality.settle_after * 1000))
+        self._settle.timeout.connect(self._settle_smooth)
         self._buttons = 0
         self.scaled = True
         self.grabbing = False
@@ -33,6 +56,12 @@ class ConsoleView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     # -- the picture -------------------------------------------------------------------------
+
+    def events(self, resize: Callable[[int, int], None] | None = None) -> ConsoleEvents:
+        """The client callbacks this view needs (painted once per update, the guest's pointer
+        shape), and the window's `resize`."""
+        return ConsoleEvents(update=self.area_changed, frame=self.frame_done, cursor=self.set_cursor_shape,
+                             resize=resize)
 
     def attach(self, client: RfbClient | None) -> None:
         self.client = client
@@ -63,30 +92,52 @@ class ConsoleView(QWidget):
         return self.framebuffer_size()
 
     def target_rect(self) -> QRectF:
-        """Where the screen is drawn in this widget."""
+        """Where the screen is drawn in this widget: whole pixels, so that no pixel of the
+        picture's edge is half picture, half background."""
         size = self.framebuffer_size()
         if not self.scaled:
             return QRectF(0, 0, size.width(), size.height())
         scale = min(self.width() / size.width(), self.height() / size.height())
-        w, h = size.width() * scale, size.height() * scale
-        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+        w, h = max(1, round(size.width() * scale)), max(1, round(size.height() * scale))
+        return QRectF((self.width() - w) // 2, (self.height() - h) // 2, w, h)
 
     def area_changed(self, x: int, y: int, w: int, h: int) -> None:
-        """Repaint just what changed (Qt merges the requests until the next paint)."""
+        """A rectangle of the framebuffer changed: repainted with the rest of its update."""
         if not self.scaled:
-            self.update(QRect(x, y, w, h))
+            self._damage += QRect(x, y, w, h)
             return
         target, size = self.target_rect(), self.framebuffer_size()
         sx, sy = target.width() / size.width(), target.height() / size.height()
-        self.update(QRect(int(target.x() + x * sx) - 1, int(target.y() + y * sy) - 1,
-                          int(w * sx) + 3, int(h * sy) + 3))
+        # A pixel's filtered footprint reaches one screen pixel further on each side.
+        self._damage += QRect(int(target.x() + x * sx) - 1, int(target.y() + y * sy) - 1,
+                              int(w * sx) + 3, int(h * sy) + 3)
+
+    def frame_done(self) -> None:
+        """A FramebufferUpdate was applied: one repaint for all its rectangles."""
+        if not self._damage.isEmpty():
+            self.update(self._damage)
+            self._damage = QRegion()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
-        painter.fillRect(event.rect(), QColor(0, 0, 0))
-        if self._image is not None:
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scaled)
-            painter.drawImage(self.target_rect(), self._image)
+        region = event.region()
+        if self._image is None:
+            painter.fillRect(event.rect(), QColor(0, 0, 0))
+            return
+        target = self.target_rect().toRect()
+        for bar in rects(region.subtracted(QRegion(target))):  # black around the picture, not under it
+            painter.fillRect(bar, QColor(0, 0, 0))
+        if self.scaled:
+            area = sum(r.width() * r.height() for r in rects(region.intersected(target)))
+            smooth = self.quality.smooth(area, target.width() * target.height(), time.monotonic())
+            if self.quality.rough:
+                self._settle.start()  # (again): smooth once the motion stops
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        painter.drawImage(QRectF(target), self._image)
+
+    def _settle_smooth(self) -> None:
+        if self.quality.settle():
+            self.update(self.target_rect().toRect())
 
     def snapshot(self) -> QImage:
         """A copy of the screen as it is now (for saving)."""
@@ -168,3 +219,8 @@ class ConsoleView(QWidget):
         y = (pos.y() - target.y()) * size.height() / max(target.height(), 1)
         self.client.pointer(int(x), int(y), self._buttons | extra)
 
+
+
+def rects(region: QRegion) -> Iterator[QRect]:
+    """The rectangles a region is made of (PySide6 iterates a QRegion; its stubs do not know)."""
+    return iter(region)  # type: ignore[call-overload]

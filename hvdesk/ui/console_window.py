@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from hvdesk.console import keys
-from hvdesk.console.rfb import ConsoleEvents, RfbClient
+from hvdesk.console.rfb import RfbClient
 from hvdesk.core.background import spawn
 from hvdesk.core.errors import ConsoleError, HvdeskError
 from hvdesk.engine import console as engine_console
@@ -138,8 +138,7 @@ class ConsoleWindow(QMainWindow):
         if self._closed:
             return
         try:
-            events = ConsoleEvents(update=self.view.area_changed, resize=lambda w, h: self._resized(),
-                                   cursor=self.view.set_cursor_shape)
+            events = self.view.events(resize=lambda w, h: self._resized())
             client = await engine_console.connect(self.machine, events)
         except HvdeskError as exc:
             self._connecting = False
