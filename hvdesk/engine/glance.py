@@ -43,18 +43,8 @@ class Glance:
         return machine
 
     def inspect(self, machine: Machine) -> None:
-        if machine.entry.config is None:
-            self.registry.set_state(machine, VmState.INACCESSIBLE, machine.entry.error)
-            return
-        seen = observe.sight(machine)
-        if seen.pid is not None:
-            machine.pid, machine.run = seen.pid, seen.run
-            state, reason = self._ask_qemu(machine)
-        elif seen.launching:
-            state, reason = VmState.STARTING, ""
-        else:
-            state, reason = observe.settle_gone(machine, expected=False, owner=False, busy_here=False)
-        self.registry.set_state(machine, state, reason)
+        found = observe.read_state(machine, owner=False, busy_here=False)  # (no operation runs here)
+        self.registry.set_state(machine, *(found or self._ask_qemu(machine)))
 
     def _ask_qemu(self, machine: Machine) -> tuple[VmState, str]:
         try:

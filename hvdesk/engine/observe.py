@@ -38,6 +38,21 @@ def sight(machine: Machine) -> Sighting:
     return Sighting(None, None, launching=launching)
 
 
+def read_state(machine: Machine, *, owner: bool, busy_here: bool) -> tuple[VmState, str] | None:
+    """The VM's state as far as the world shows it, tidying after a QEMU that is gone (see
+    settle_gone); None if its QEMU runs: then only QEMU can say how (query-status), and the VM's
+    pid and run info are set."""
+    if machine.entry.config is None:
+        return VmState.INACCESSIBLE, machine.entry.error
+    seen = sight(machine)
+    if seen.pid is not None:
+        machine.pid, machine.run = seen.pid, seen.run
+        return None
+    if seen.launching:
+        return VmState.STARTING, ""
+    return settle_gone(machine, expected=False, owner=owner, busy_here=busy_here)
+
+
 def state_of(machine: Machine, status: str) -> tuple[VmState, str]:
     """The state for a query-status answer, knowing whether a start is about to resume the VM."""
     run = machine.run

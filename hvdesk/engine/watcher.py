@@ -101,20 +101,14 @@ class Watcher:
 
     async def inspect(self, machine: Machine, *, owner: bool = False) -> None:
         """Find the VM's state from its runtime dir and QEMU itself (after start-up or for the CLI)."""
-        if machine.entry.config is None:
-            self.registry.set_state(machine, VmState.INACCESSIBLE, machine.entry.error)
-            return
-        seen = observe.sight(machine)
-        if seen.pid is not None:
-            machine.pid, machine.run = seen.pid, seen.run
-            if self.watch and machine.session is None:
-                await self._attach(machine)
-            else:
-                await self._query_status(machine)
-        elif seen.launching:
-            self.registry.set_state(machine, VmState.STARTING)
+        busy_here = not owner and self.registry.lock(machine).locked()
+        found = observe.read_state(machine, owner=owner, busy_here=busy_here)
+        if found is not None:
+            self.registry.set_state(machine, *found)
+        elif self.watch and machine.session is None:
+            await self._attach(machine)
         else:
-            self.note_exit(machine, expected=False, owner=owner)
+            await self._query_status(machine)
 
     async def _query_status(self, machine: Machine) -> None:
         try:
