@@ -1,9 +1,11 @@
 """Benchmark hvdesk's engine against the bare minimum, on real QEMU (TCG) and the tiny test guest.
 
-1. start: Manager.start vs spawning the same argv and sending `cont` over a bare QMP socket;
-2. query-status round trip: the engine's QmpSession vs minimal raw asyncio and blocking clients;
-3. for information: versions, date, and the guest's boot-to-marker time.
-The host is shared and noisy, so the sides are interleaved and compared as same-run ratios.
+1. start in process: Manager.start vs spawning the same argv and sending `cont` over a bare QMP socket;
+2. start, whole process: `hvdesk start NAME` until it exits vs bench/minimal_start.py (a person's
+   script: spawn the same argv, blocking socket, greeting, qmp_capabilities, cont), and from there
+   to the guest's boot marker on its serial console (hvdesk vs that raw QEMU);
+3. query-status round trip: the engine's QmpSession vs minimal raw asyncio and blocking clients.
+The host is shared and noisy, so the sides are interleaved and compared as same-run ratios of medians.
 
     .venv/bin/python -m bench.bench_engine [--json]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import inspect
 import json
@@ -33,9 +36,11 @@ from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
 from hvdesk.qemu.qmp import QmpSession
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
-STARTS, BOOTS = 20, 3
+STARTS, CLI_STARTS, BOOTS = 20, 20, 5  # BOOTS: the first rounds of CLI_STARTS also wait for the marker
 RTT_BLOCKS, RTT_BLOCK, RTT_WARMUP, RECONNECT_WARMUP = 20, 100, 200, 10
-START_GOAL, RTT_GOAL = 1.1, 1.5
+START_GOAL, CLI_START_GOAL, BOOT_GOAL, RTT_GOAL = 1.1, 1.3, 1.05, 1.3
+MARKER_POLL = 0.005  # s between looks at the serial log, the same for both sides
+MINIMAL_START = Path(__file__).with_name("minimal_start.py")
 CAPS = b'{"execute":"qmp_capabilities"}\n'
 CONT = b'{"execute":"cont"}\n'
 QUERY = b'{"execute":"query-status"}\n'
@@ -121,7 +126,7 @@ class BlockingQmp:
 class Bench:
     manager: Manager
     guest: TinyGuest
-    raw_dir: Path  # the raw side's runtime dir, so its sockets and pidfile never meet the engine's
+    raw_dir: Path  # the raw side's runtime dir and logs, so its files never meet the engine's
     raw_argv: list[str] = field(default_factory=list)
     started: set[int] = field(default_factory=set)  # QEMU pids to make sure of at the end
 
@@ -134,9 +139,30 @@ class Bench:
         machine = await self.manager.start(NAME)
         elapsed = time.perf_counter() - t0
         self.started.add(machine.pid)
-        run_dir = str(machine.paths.run_dir)
-        self.raw_argv = [arg.replace(run_dir, str(self.raw_dir)) for arg in machine.run.argv]
+        self.learn_raw_argv(machine.run.argv)
         return elapsed
+
+    def learn_raw_argv(self, argv: list[str]) -> None:
+        """The engine's argv with the raw side's runtime dir and logs (its serial log, to look for
+        the marker in a file only the raw QEMU writes)."""
+        paths = self.machine.paths
+        moves = {str(paths.run_dir): str(self.raw_dir), str(paths.serial_log): str(self.raw_serial_log),
+                 str(paths.qemu_log): str(self.raw_dir / "qemu.log")}
+        for old, new in moves.items():
+            argv = [arg.replace(old, new) for arg in argv]
+        self.raw_argv = argv
+
+    @property
+    def raw_serial_log(self) -> Path:
+        return self.raw_dir / "serial.log"
+
+    async def cli_start(self) -> tuple[float, float]:
+        """`hvdesk start NAME` as a user runs it: (its start time, seconds until it exited)."""
+        return await run_to_exit([*hvdesk_command(), "start", NAME])
+
+    async def minimal_start(self) -> tuple[float, float]:
+        return await run_to_exit([sys.executable, str(MINIMAL_START), json.dumps(self.raw_argv),
+                                  str(self.raw_dir / "ctl.sock")])
 
     async def engine_stop(self) -> None:
         await self.manager.stop(NAME, force=True, timeout=0)
@@ -161,12 +187,15 @@ class Bench:
         self.started.add(pid)
         await terminate(pid)  # SIGTERM, then wait until the pid is gone
 
-    async def wait_marker(self, since: float, timeout: float = 120.0) -> float:
-        log = self.machine.paths.serial_log
+    async def wait_marker(self, since: float, log: Path | None = None, timeout: float = 120.0) -> float:
+        """Seconds from `since` until the guest's marker is in its serial log (the engine's by default)."""
+        log = log or self.machine.paths.serial_log
+        marker = self.guest.marker.encode()
         while time.perf_counter() - since < timeout:
-            if self.guest.marker in log.read_text(errors="replace"):
-                return time.perf_counter() - since
-            await asyncio.sleep(0.02)
+            with contextlib.suppress(FileNotFoundError):
+                if marker in log.read_bytes():
+                    return time.perf_counter() - since
+            await asyncio.sleep(MARKER_POLL)
         raise RuntimeError(f"guest marker not seen in {log} within {timeout:.0f} s")
 
     async def cleanup(self) -> None:
@@ -178,21 +207,66 @@ class Bench:
                 await terminate(pid)
 
 
+def hvdesk_command() -> list[str]:
+    """The `hvdesk` a user runs: this environment's console script, else the module."""
+    script = Path(sys.executable).with_name("hvdesk")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hvdesk"]
+
+
+def installed_env() -> dict[str, str]:
+    """This environment as an installed hvdesk sees it: with its bytecode cached. (Some shells here
+    set PYTHONDONTWRITEBYTECODE, which would compile hvdesk's sources on every run, ~60 ms.)"""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+async def run_to_exit(argv: list[str]) -> tuple[float, float]:
+    """(perf_counter at spawn, seconds until the process exited); it must succeed."""
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, env=installed_env(),
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
+    return t0, elapsed
+
+
 async def bench_start(b: Bench) -> dict:
     """Interleaved engine and raw starts, QEMU stopped after each; the first pair only warms up."""
-    engine, boots, raw = [], [], defaultdict(list)
+    engine, raw = [], defaultdict(list)
     for i in range(-1, STARTS):
-        t0 = time.perf_counter()
         elapsed = await b.engine_start()
-        if 0 <= i < BOOTS:
-            boots.append(await b.wait_marker(t0))
         await b.engine_stop()
         await b.raw_start(Laps(raw if i >= 0 else defaultdict(list)))
         await b.raw_stop()
         engine += [elapsed] if i >= 0 else []
-    fig = {"engine": summary(engine, "ms"), "raw": summary(raw["total"], "ms"),
-           "raw_pieces_ms": medians_ms(raw), "boot_to_marker_s": boots}
+    fig = {"engine": summary(engine, "ms"), "raw": summary(raw["total"], "ms"), "raw_pieces_ms": medians_ms(raw)}
     fig["ratio"] = fig["engine"]["median"] / fig["raw"]["median"]
+    return fig
+
+
+async def bench_cli_start(b: Bench) -> dict:
+    """Whole processes, interleaved: `hvdesk start` and the minimal script, QEMU stopped after each;
+    the first BOOTS rounds also wait for the guest's marker. The first pair only warms up."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for i in range(-1, CLI_STARTS):
+        keep = i >= 0
+        b.machine.paths.serial_log.unlink(missing_ok=True)  # no marker left from the round before
+        t0, elapsed = await b.cli_start()
+        times["hvdesk"] += [elapsed] if keep else []
+        if keep and i < BOOTS:
+            times["hvdesk_boot"].append(await b.wait_marker(t0))
+        await b.engine_stop()
+        b.raw_serial_log.unlink(missing_ok=True)
+        t0, elapsed = await b.minimal_start()
+        times["minimal"] += [elapsed] if keep else []
+        if keep and i < BOOTS:
+            times["minimal_boot"].append(await b.wait_marker(t0, b.raw_serial_log))
+        await b.raw_stop()
+    fig = {"hvdesk": summary(times["hvdesk"], "ms"), "minimal": summary(times["minimal"], "ms"),
+           "hvdesk_boot": summary(times["hvdesk_boot"], "ms"), "minimal_boot": summary(times["minimal_boot"], "ms")}
+    fig["ratio"] = fig["hvdesk"]["median"] / fig["minimal"]["median"]
+    fig["boot_ratio"] = fig["hvdesk_boot"]["median"] / fig["minimal_boot"]["median"]
     return fig
 
 
@@ -246,21 +320,25 @@ def _pieces(medians: dict[str, float]) -> str:
     return "  ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
 
 
+def _row(label: str, ours: dict, theirs: dict, ratio: float, goal: float) -> str:
+    unit = ours["unit"]
+    return (f"  {label:38} {ours['median']:8.1f} {theirs['median']:8.1f} {unit:3} {ratio:6.2f}x  (goal <= {goal}"
+            f"{'' if ratio <= goal else ', MISSED'})   p90 {ours['p90']:.1f} / {theirs['p90']:.1f}")
+
+
 def report(fig: dict) -> list[str]:
-    s, r = fig["start"], fig["rtt"]
-    lines = []
-    say = lines.append
-    say(f"hvdesk engine bench  {fig['date']}  Python {fig['python']}  QEMU {fig['qemu']}  TCG")
-    say(f"start, ms ({STARTS} each, interleaved):  engine median {s['engine']['median']:.1f} "
-        f"p90 {s['engine']['p90']:.1f}  |  raw median {s['raw']['median']:.1f} p90 {s['raw']['p90']:.1f}"
-        f"  |  engine/raw {s['ratio']:.3f} (goal <= {START_GOAL})")
-    say(f"  raw pieces, median ms: {_pieces(s['raw_pieces_ms'])}")
-    say("boot to marker, s from start(): " + "  ".join(f"{t:.2f}" for t in s["boot_to_marker_s"]))
-    say(f"query-status round trip, us ({RTT_BLOCKS * RTT_BLOCK} each, interleaved blocks of {RTT_BLOCK}):")
-    for name in ("engine", "raw_asyncio", "raw_blocking"):
-        say(f"  {name:13} median {r[name]['median']:7.1f}  p90 {r[name]['p90']:7.1f}")
-    say(f"  engine/raw_asyncio {r['ratio_asyncio']:.2f} (goal <= {RTT_GOAL})  "
-        f"engine/raw_blocking {r['ratio_blocking']:.2f}")
+    s, c, r = fig["start"], fig["cli_start"], fig["rtt"]
+    lines = [f"hvdesk engine bench  {fig['date']}  Python {fig['python']}  QEMU {fig['qemu']}  TCG",
+             f"  {'medians, interleaved rounds':38} {'hvdesk':>8} {'minimal':>8} {'':3} {'ratio':>6}",
+             _row(f"QMP query-status round trip ({RTT_BLOCKS * RTT_BLOCK})", r["engine"], r["raw_asyncio"],
+                  r["ratio_asyncio"], RTT_GOAL),
+             _row(f"`hvdesk start`, whole process ({CLI_STARTS})", c["hvdesk"], c["minimal"], c["ratio"],
+                  CLI_START_GOAL),
+             _row(f"start to the guest's boot marker ({BOOTS})", c["hvdesk_boot"], c["minimal_boot"],
+                  c["boot_ratio"], BOOT_GOAL),
+             _row(f"Manager.start in process ({STARTS})", s["engine"], s["raw"], s["ratio"], START_GOAL),
+             f"  round trip vs a blocking client: {r['engine']['median']:.1f} vs {r['raw_blocking']['median']:.1f} us"
+             f" ({r['ratio_blocking']:.2f}x); raw start pieces, median ms: {_pieces(s['raw_pieces_ms'])}"]
     return lines
 
 
@@ -275,6 +353,7 @@ async def run() -> dict:
     b.raw_dir.mkdir(mode=0o700)
     try:
         fig["start"] = await bench_start(b)
+        fig["cli_start"] = await bench_cli_start(b)
         t0 = time.perf_counter()
         await b.engine_start()
         await b.wait_marker(t0)  # round trips against an idle, booted guest
