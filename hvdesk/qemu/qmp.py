@@ -59,8 +59,7 @@ class QmpSession:
 
     async def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         try:
-            async with asyncio.timeout(timeout):  # unlike wait_for, no extra task per command
-                return await self._client.execute(command, arguments)
+            return await self._client.execute(command, arguments, timeout=timeout)
         except self._qmp.ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
             raise QemuError(f"QEMU refused {command}: {_clip(str(exc), 200)}") from None
         except asyncio.TimeoutError:

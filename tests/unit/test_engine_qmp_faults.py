@@ -73,7 +73,7 @@ def one_line(code: int, err: str) -> str:
      "hvdesk: lost the connection to QEMU during stop (Failed to deserialize QMP message: b'\\x00\\xffgarbage\\n')"),
     ("pause", "stop", Send({"retrun": {}}),
      "hvdesk: QEMU sent a malformed reply to stop (QMP reply is missing a 'error' or 'return' member: "
-     "{\"retrun\": {}, \"id\": \"__qmp#00000\"})"),
+     "{\"retrun\": {}, \"id\": 0})"),
     ("reset", "system_reset", Garbage(b"x" * (11 * 1024 * 1024)),  # an endless line: qemu.qmp reads 10 MiB
      "hvdesk: lost the connection to QEMU during system_reset (ValueError: Separator is not found, "
      "and chunk exceed the limit)"),
