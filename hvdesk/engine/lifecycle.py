@@ -16,7 +16,8 @@ from hvdesk.engine.registry import Registry
 from hvdesk.engine.states import IO_ERROR, VmState
 from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu import tpm
-from hvdesk.qemu.process import launch, log_tail, terminate, wait_gone
+from hvdesk.qemu.process import log_tail, spawn, terminate, wait_gone, wait_launched
+from hvdesk.qemu.qmp import QmpSession
 
 QUIT_GRACE = 5.0  # seconds QEMU gets to exit after `quit` before it is killed
 RESUME_CHECKS = (0.05, 0.1, 0.2)  # after a disk error, seconds between looks for a stop again
@@ -48,7 +49,9 @@ class Lifecycle:
                 if config.tpm:  # before QEMU, which connects to its socket at start-up
                     await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
                                      paths.qemu_log.with_name("swtpm.log"))
-                machine.pid = await launch(argv, paths.pidfile, paths.qemu_log)
+                qemu = await spawn(argv)
+                session = self.watcher.event_session(machine)  # loads the QMP client while QEMU sets itself up
+                machine.pid = await wait_launched(qemu, paths.pidfile, paths.qemu_log)
             except QemuError as exc:
                 launch_plan.stop_swtpm(paths)
                 runtime.remove_run_dir(paths)
@@ -57,14 +60,13 @@ class Lifecycle:
             run.pid = machine.pid
             runtime.write_run_info(paths, run)
             machine.run = run
-            await self._connect_and_go(machine, paused)
+            await self._connect_and_go(machine, session, paused)
             runtime.clear_aborted(paths)
             self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
             return machine
 
-    async def _connect_and_go(self, machine: Machine, paused: bool) -> None:
+    async def _connect_and_go(self, machine: Machine, session: QmpSession, paused: bool) -> None:
         paths = machine.paths
-        session = self.watcher.event_session(machine)
         try:
             await session.connect(paths.qmp_socket if self.watcher.watch else paths.ctl_socket)
             if not paused:

@@ -15,8 +15,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hvdesk.core.errors import QemuError
+
+if TYPE_CHECKING:
+    import asyncio
 
 _PREFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\S+\s+)?(qemu-system-[^:]+: )?")
 LAUNCH_TIMEOUT = 60.0  # QEMU sets up the machine before the daemon's parent exits
@@ -32,14 +36,26 @@ def log_tail(log: Path, lines: int = 12) -> str:
 
 async def launch(argv: list[str], pidfile: Path, log: Path) -> int:
     """Run a `-daemonize` argv; return the running QEMU's pid or raise QemuError with its message."""
+    return await wait_launched(await spawn(argv), pidfile, log)
+
+
+async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
+    """Start a `-daemonize` argv. QEMU then sets the machine up (~0.1 s) before its launching
+    process exits: a caller may do other work meanwhile, then wait_launched()."""
     import asyncio  # here: `list` and `info` read pidfiles without an event loop
 
     try:
-        proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True, umask=0o077)
     except OSError as exc:
         raise QemuError(f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
+async def wait_launched(proc: asyncio.subprocess.Process, pidfile: Path, log: Path) -> int:
+    """The pid of the QEMU that `proc` (spawn) launched once it is set up, or QemuError with its message."""
+    import asyncio
+
     try:
         out, err = await asyncio.wait_for(proc.communicate(), LAUNCH_TIMEOUT)
     except asyncio.TimeoutError:
