@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from hvdesk.cli import commands
 
-        return asyncio.run(commands.run(args))
+        code = asyncio.run(commands.run(args))
     except KeyboardInterrupt:
         print("hvdesk: interrupted", file=sys.stderr)
         return 130
@@ -158,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             message = f"unexpected error ({type(exc).__name__}: {exc}); {_crash_report(exc)}"
         print(f"hvdesk: {message}", file=sys.stderr)
         return 1
+    if args.command == "start":
+        # QEMU runs on by itself and this process only exits now: spare its last garbage
+        # collection over every object the engine made (20-80 ms, while the guest boots on the same cores).
+        gc.freeze()
+    return code
 
 
 def _crash_report(error: BaseException) -> str:
