@@ -36,7 +36,7 @@ from hvdesk.qemu.process import is_our_qemu, read_pid, terminate
 from hvdesk.qemu.qmp import QmpSession
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
-STARTS, CLI_STARTS, BOOTS = 20, 20, 5  # BOOTS: the first rounds of CLI_STARTS also wait for the marker
+STARTS, CLI_STARTS, BOOTS = 20, 20, 8  # BOOTS: the first rounds of CLI_STARTS also wait for the marker
 RTT_BLOCKS, RTT_BLOCK, RTT_WARMUP, RECONNECT_WARMUP = 20, 100, 200, 10
 START_GOAL, CLI_START_GOAL, BOOT_GOAL, RTT_GOAL = 1.1, 1.3, 1.05, 1.3
 MARKER_POLL = 0.005  # s between looks at the serial log, the same for both sides
