@@ -50,7 +50,8 @@ class QmpSession:
                 self._ended_by = None
                 return
             except (self._qmp.QMPError, OSError, asyncio.TimeoutError) as exc:
-                last_error = exc
+                if not isinstance(exc, asyncio.TimeoutError) or last_error is None:
+                    last_error = exc  # (an attempt cut by the deadline says less than the one before it)
                 await self._reset()
                 if isinstance(exc, self._qmp.ConnectError) and isinstance(exc.exc, self._qmp.ProtocolError):
                     # it answered, but not in QMP (a greeting or negotiation it got wrong): trying again won't help
