@@ -31,13 +31,15 @@ if (( ${#missing[@]} )); then
 fi
 
 # Two venvs: the tools (build, twine) apart from the bundle's, so that nothing the tools need
-# (cffi, keyring ...) ends up in the bundle. Recreated when this script or pyproject.toml changes.
+# (cffi, keyring ...) ends up in the bundle. Recreated when the Python, PyInstaller's pin or
+# pyproject.toml changes.
 python=${PYTHON:-python3}
 venvs=.venv-build
 pyinstaller=pyinstaller==6.22.3
+recipe="$("$python" -VV) $pyinstaller build twine"  # what the venvs are made of
 for kind in tools bundle; do
     venv=$venvs/$kind
-    if [[ ! -f $venv/.ready || packaging/build.sh -nt $venv/.ready || pyproject.toml -nt $venv/.ready ]]; then
+    if [[ ! -f $venv/.ready || $(< "$venv/.ready") != "$recipe" || pyproject.toml -nt $venv/.ready ]]; then
         step "creating $venv"
         rm -rf "$venv"
         "$python" -m venv "$venv"
@@ -47,7 +49,7 @@ for kind in tools bundle; do
         else
             "$venv/bin/python" -m pip install -q "$pyinstaller"
         fi
-        touch "$venv/.ready"
+        echo "$recipe" > "$venv/.ready"
     fi
 done
 
@@ -82,16 +84,21 @@ diff <(cd resources && find . -type f ! -name '*.pyc' ! -name __init__.py | sort
      <(cd "$bundle/_internal/hvdesk/resources" && find . -type f | sort) \
     || { echo "build.sh: the bundle's data files differ from resources/" >&2; exit 1; }
 
-step "portable tarball"
+step "portable tarball (in the background), man page and .deb"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
-cp packaging/debian/copyright "$bundle/COPYRIGHT"
-tar -C build/bundle --transform "s|^hvdesk|hvdesk-$version|" --sort=name --owner=0 --group=0 --numeric-owner \
-    --mtime="@$SOURCE_DATE_EPOCH" -cf - hvdesk | xz -T0 -6 > "dist/hvdesk-$version-linux-x86_64.tar.xz"
-rm "$bundle/COPYRIGHT"
-
-step "man page and .deb"
+tarball=dist/hvdesk-$version-linux-x86_64.tar.xz
+# hvdesk-VERSION/ holds the bundle and COPYRIGHT (its components' licences, as in the .deb).
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
+    --transform "s|^hvdesk/|hvdesk-$version/|;s|^hvdesk\$|hvdesk-$version|;s|^copyright\$|hvdesk-$version/COPYRIGHT|" \
+    -cf - -C build/bundle hvdesk -C "$PWD/packaging/debian" copyright | xz -T0 -6 > "$tarball" &
+packing=$!
 $venvs/bundle/bin/python packaging/manpage.py build/hvdesk.1
 packaging/deb.sh "$bundle" build/hvdesk.1 "$version" "dist/hvdesk_${version}_amd64.deb"
+wait "$packing" || { echo "build.sh: the tarball failed" >&2; exit 1; }
+step "smoke test of the unpacked tarball"
+mkdir build/unpacked
+tar -C build/unpacked -xJf "$tarball"
+packaging/smoke-test.sh "build/unpacked/hvdesk-$version/hvdesk"
 if command -v lintian >/dev/null && [[ ${LINTIAN:-1} != 0 ]]; then
     step "lintian"
     # Errors fail the build (packaging/debian/lintian-overrides says which do not apply and why);
