@@ -76,7 +76,7 @@ wheel=$(echo "$wheels"/hvdesk-*.whl)
 if [[ ! -f .venv-noqt/.hvdesk-wheel-deps || pyproject.toml -nt .venv-noqt/.hvdesk-wheel-deps ]]; then
     rm -rf .venv-noqt
     "$python" -m venv .venv-noqt
-    .venv-noqt/bin/python -m pip install -q "$wheel[test]"
+    .venv-noqt/bin/python -m pip install -q "${wheel}[test]"
     .venv-noqt/bin/python -m pip uninstall -q -y PySide6-Essentials shiboken6 pyqtgraph qasync pytest-qt
     touch .venv-noqt/.hvdesk-wheel-deps
 fi
@@ -89,3 +89,9 @@ cd "$copy"
 HVDESK_SOURCE_TREE="$OLDPWD" "$OLDPWD/.venv-noqt/bin/python" -m pytest -q -p no:cacheprovider \
     tests/unit tests/integration/test_cli.py tests/integration/test_installed_package.py \
     tests/integration/test_install.py
+
+# What users install from a release: build.sh's wheel, tarball and .deb; the .deb installed with
+# apt, its /usr/bin/hvdesk tested (tests/package), then removed, leaving nothing behind.
+cd "$OLDPWD"
+echo "bootstrap: the .deb, installed and removed: packaging/test-deb.sh" >&2
+packaging/test-deb.sh
