@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialog, QLabel, QVBoxLayout, QWidget
 from hvdesk.core.units import format_approx
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.ui.plots import PALETTE, LivePlot
+from hvdesk.ui.redraw import RedrawWhenSeen
 
 GIB = 1024**3
 WINDOW = 300  # seconds shown
@@ -33,13 +34,12 @@ class HostOverview(QDialog):
         layout.addWidget(self.summary)
         layout.addWidget(self.cpu, 1)
         layout.addWidget(self.memory, 1)
-        self._unsubscribe = monitor.subscribe(self.redraw)
+        self.redraws = RedrawWhenSeen(self, self.redraw)  # minimised: no redraw until restored
+        self._unsubscribe = monitor.subscribe(self.redraws.tick)
         self.finished.connect(lambda *_: self._unsubscribe())
         self.redraw()
 
     def redraw(self) -> None:
-        if not self.isVisible() and self.summary.text():
-            return
         host = self.monitor.host
         count = min(len(host.times), int(WINDOW / self.monitor.interval) + 1)
         if not count:

@@ -154,7 +154,6 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.details, "Details")
         self.tabs.addTab(self.performance, "Performance")
-        self.tabs.currentChanged.connect(lambda *_: self.performance.redraw())
         self.pages = QStackedWidget()
         self.pages.addWidget(self.welcome)
         self.pages.addWidget(self.tabs)
@@ -401,6 +400,9 @@ class MainWindow(QMainWindow):
         if not (name and self.select(name)) and self.filter_model.rowCount():
             self.select(self.filter_model.index(0, 0).data(MACHINE_ROLE).name)
         self.tabs.setCurrentIndex(int(self.prefs.get(prefs.DETAILS_TAB)))
+        # The list starts with the keyboard (arrows pick a VM), not the filter, whose blinking
+        # cursor would repaint twice a second.
+        self.list_view.setFocus()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Save the window's layout; the VMs keep running."""

@@ -1,5 +1,6 @@
 """The live thumbnail of the selected VM's screen in the details pane. It asks QEMU for an
-update once a second instead of continuously, so a preview costs next to nothing."""
+update once a second instead of continuously, and only while it is on screen, so a preview costs
+next to nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hvdesk.core.errors import HvdeskError
 from hvdesk.engine import console as engine_console
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
+from hvdesk.ui.redraw import RedrawWhenSeen
 
 REFRESH_MS = 1000
 
@@ -28,8 +30,10 @@ class PreviewWidget(QWidget):
         self._task: asyncio.Task[None] | None = None
         self._image: QImage | None = None
         self.message = "Not running"
+        # Updates are asked for only while the preview is on screen; shown again, it asks at once.
+        self.redraws = RedrawWhenSeen(self, self._refresh)
         self._timer = QTimer(self, interval=REFRESH_MS)
-        self._timer.timeout.connect(self._refresh)
+        self._timer.timeout.connect(self.redraws.tick)
 
     def show_machine(self, machine: Machine | None) -> None:
         """Follow `machine` (None: nothing); connects while it runs, disconnects otherwise."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -15,11 +14,11 @@ from PySide6.QtCore import (
     QModelIndex,
     QObject,
     QPersistentModelIndex,
-    QPointF,
+    QRect,
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -39,12 +38,17 @@ from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.engine.states import VmState
 from hvdesk.ui.icons import os_icon, state_icon
+from hvdesk.ui.polyline import finite_runs, polygon
 
 MACHINE_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 SPARK_ROLE = Qt.ItemDataRole.UserRole + 3  # the last minute of CPU %, for the sparkline
 SPARK_POINTS = 60
+SPARK_COLOUR = QColor("#2b6cb0")
+_SELECTED = QStyle.StateFlag.State_Selected.value
 MIB = 1024 * 1024
+_ROLES = frozenset((Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.ToolTipRole,
+                    MACHINE_ROLE, SORT_ROLE, SPARK_ROLE))  # the roles data() answers
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
 _Value = TypeVar("_Value")
@@ -98,15 +102,19 @@ class VmListModel(QAbstractTableModel):
             unsubscribe()
 
     def _on_tick(self) -> None:
-        # Only rows with fresh samples change; a VM that stopped gets one last update to clear.
+        # Only rows with fresh samples change, and a VM that stopped gets one last update to clear;
+        # one signal for the span of them (each signal costs a pass through the sort proxy).
+        changed = []
         for row, machine in enumerate(self._rows):
             live = allows(Action.SAMPLE, machine.state)
             if live or machine.entry.folder in self._shown_live:
-                self.dataChanged.emit(self.index(row, CPU), self.index(row, USED))
+                changed.append(row)
             if live:
                 self._shown_live.add(machine.entry.folder)
             else:
                 self._shown_live.discard(machine.entry.folder)
+        if changed:
+            self.dataChanged.emit(self.index(changed[0], CPU), self.index(changed[-1], USED))
 
     def _live(self, machine: Machine, column: int, role: int) -> object:
         series = self._monitor.series.get(machine.entry.folder)
@@ -144,7 +152,7 @@ class VmListModel(QAbstractTableModel):
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if not index.isValid():
+        if role not in _ROLES or not index.isValid():  # a view asks ~8 roles per cell per paint
             return None
         machine, column = self._rows[index.row()], index.column()
         if column >= CPU:
@@ -200,6 +208,19 @@ class VmListView(QTreeView):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.header().setStretchLastSection(False)
         self.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.painting = QRect()
+
+    def dataChanged(self, top_left: _Index, bottom_right: _Index, roles: Sequence[int] = ()) -> None:
+        if top_left.column() >= CPU:
+            # The monitor's figures (every tick): rows keep their (uniform) height, so skip
+            # QTreeView's re-measuring of the first row, ~60 calls into the model per tick.
+            QAbstractItemView.dataChanged(self, top_left, bottom_right, roles)
+        else:
+            super().dataChanged(top_left, bottom_right, roles)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        self.painting = event.rect()  # what this paint covers, for the delegates to skip what it does not
+        super().paintEvent(event)
 
     def setModel(self, model: QAbstractItemModel | None) -> None:
         super().setModel(model)
@@ -211,22 +232,31 @@ class VmListView(QTreeView):
 class SparklineDelegate(QStyledItemDelegate):
     """The last minute of CPU as a small line, with the current value beside it."""
 
+    def __init__(self, view: VmListView) -> None:
+        super().__init__(view)
+        self._view = view
+        self._text_width = view.fontMetrics().horizontalAdvance("100%") + 6  # room for the value
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         super().paint(painter, option, index)
+        rect = option.rect
+        area = rect.adjusted(min(self._text_width, rect.width()), 3, -3, -3)  # beside the value
+        if area.width() < 10 or not area.intersects(self._view.painting):  # (scrolled out of sight)
+            return
         values = index.data(SPARK_ROLE)
         if values is None or not len(values):
             return
-        text_width = option.fontMetrics.horizontalAdvance("100%") + 6
-        area = option.rect.adjusted(text_width, 3, -3, -3)
-        if area.width() < 10:
+        finite = np.isfinite(values)
+        if not finite.any():
             return
-        top = max(100.0, float(np.nanmax(values)) if not np.all(np.isnan(values)) else 100.0)
-        step = area.width() / max(SPARK_POINTS - 1, 1)
-        offset = SPARK_POINTS - len(values)
-        points = [QPointF(area.left() + (offset + i) * step, area.bottom() - area.height() * v / top)
-                  for i, v in enumerate(values) if not math.isnan(v)]
-        selected = option.state & QStyle.StateFlag.State_Selected
+        top = max(100.0, float(values[finite].max()))
+        step = area.width() / (SPARK_POINTS - 1)
+        xs = area.left() + (SPARK_POINTS - len(values) + np.arange(len(values))) * step
+        ys = area.bottom() - (area.height() / top) * values
+        selected = option.state.value & _SELECTED  # (int: Python's flag enums are slow here)
         painter.save()
-        painter.setPen(QPen(option.palette.highlightedText().color() if selected else QColor("#2b6cb0"), 1.2))
-        painter.drawPolyline(QPolygonF(points))
+        # one pixel wide: a wider pen goes through Qt's stroker, several times the cost of the cell
+        painter.setPen(QPen(option.palette.highlightedText().color() if selected else SPARK_COLOUR, 1))
+        for start, end in [(0, len(values))] if finite.all() else finite_runs(values):  # a missing sample: a gap
+            painter.drawPolyline(polygon(xs[start:end], ys[start:end]))
         painter.restore()
