@@ -10,9 +10,9 @@ MISSING = math.nan  # a sample that could not be taken is a gap in the graph, ne
 
 
 class Ring:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dtype: type[np.floating] = np.float64) -> None:
         self.capacity = capacity
-        self._data = np.full(capacity, MISSING)
+        self._data = np.full(capacity, MISSING, dtype=dtype)
         self._next = 0
         self._count = 0
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hvdesk.monitor.ring import Counter, Ring
 
 DEFAULT_CAPACITY = 1800  # 30 minutes at one sample a second
+# Measured values are kept as float32: 7 significant digits are plenty for a graph (the exact
+# latest values are in each sample), at half the memory (~0.8 MiB less with 8 VMs). Times stay
+# float64: monotonic seconds need the digits.
+VALUES = np.float32
 
 
 @dataclass
@@ -64,7 +70,7 @@ class VmSeries:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self.times = Ring(capacity)
-        self.rings = {name: Ring(capacity) for name in SCALARS}
+        self.rings = {name: Ring(capacity, VALUES) for name in SCALARS}
         self.vcpu_rings: list[Ring] = []
         self._counters = {name: Counter() for name in (*DISK_COUNTERS, *GUEST_COUNTERS, "cpu")}
         self._vcpu_counters: list[Counter] = []
@@ -96,7 +102,7 @@ class VmSeries:
         for name in SCALARS:
             self.rings[name].append(getattr(sample, name))
         while len(self.vcpu_rings) < len(sample.vcpus):
-            ring = Ring(self.capacity)
+            ring = Ring(self.capacity, VALUES)
             for _ in range(len(self.times) - 1):
                 ring.append(None)  # a vCPU seen late has a history of gaps, so the times line up
             self.vcpu_rings.append(ring)
@@ -132,9 +138,9 @@ class HostSample:
 class HostSeries:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.times = Ring(capacity)
-        self.cpu = Ring(capacity)  # all cores, percent of the whole host
-        self.used = Ring(capacity)
-        self.committed = Ring(capacity)
+        self.cpu = Ring(capacity, VALUES)  # all cores, percent of the whole host
+        self.used = Ring(capacity, VALUES)
+        self.committed = Ring(capacity, VALUES)
         self.latest: HostSample | None = None
 
     def record(self, sample: HostSample) -> HostSample:
