@@ -47,15 +47,15 @@ def test_a_hidden_performance_tab_does_not_redraw_and_shows_the_latest_when_show
     pane.show_machine(machine)
     for n in range(3):
         tick(monitor, machine, n)
-    assert len(pane.cpu.curves["total"].data()[0]) == 3 and pane.redraws.skipped == 0
+    assert len(pane.cpu.curves["total"].getData()[0]) == 3 and pane.redraws.skipped == 0
 
     tabs.setCurrentIndex(0)  # the Details tab: the graphs stop being drawn
     for n in range(3, 6):
         tick(monitor, machine, n)
-    assert len(pane.cpu.curves["total"].data()[0]) == 3 and pane.redraws.skipped == 3 and pane.redraws.stale
+    assert len(pane.cpu.curves["total"].getData()[0]) == 3 and pane.redraws.skipped == 3 and pane.redraws.stale
 
     tabs.setCurrentWidget(pane)  # shown again: the latest samples at once, without waiting for a tick
-    x, cpu = pane.cpu.curves["total"].data()
+    x, cpu = pane.cpu.curves["total"].getData()
     assert len(x) == 6 and not pane.redraws.stale
     assert round(cpu[-1]) == 90  # the newest sample (n = 5), not the last one drawn before (n = 2: 30 %)
 
@@ -72,6 +72,6 @@ def test_a_minimised_window_does_not_redraw_and_catches_up_when_restored(qtbot, 
     pane.showMinimized()
     assert pane.isMinimized()
     tick(monitor, machine, 2)
-    assert pane.redraws.skipped == 1 and len(pane.cpu.curves["total"].data()[0]) == 2
+    assert pane.redraws.skipped == 1 and len(pane.cpu.curves["total"].getData()[0]) == 2
     pane.showNormal()
-    assert len(pane.cpu.curves["total"].data()[0]) == 3 and not pane.redraws.stale
+    assert len(pane.cpu.curves["total"].getData()[0]) == 3 and not pane.redraws.stale
