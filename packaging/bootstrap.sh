@@ -16,10 +16,11 @@ packages=(python3 python3-venv python3-pip qemu-system-x86 qemu-utils ovmf swtpm
 # console client against TigerVNC's server too, and take screenshots under Xvfb.
 # The install-flow test builds an installer ISO offline (syslinux, a FAT disk image, xorriso).
 # objdump (binutils) checks the accelerator probe's hand-assembled firmware. The desktop entry and
-# AppStream metainfo are checked by the freedesktop and AppStream validators.
+# AppStream metainfo are checked by the freedesktop and AppStream validators, the installer scripts
+# by shellcheck.
 [[ $mode == test ]] && packages+=(apt dpkg tigervnc-standalone-server tigervnc-tools xvfb xauth
                                   xorriso isolinux syslinux syslinux-common mtools dosfstools fdisk binutils
-                                  desktop-file-utils appstream)
+                                  desktop-file-utils appstream shellcheck)
 # Qt's xcb and offscreen platforms (PySide6 wheels bring Qt, not these system libraries).
 packages+=(libxkbcommon0 libxkbcommon-x11-0 libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3
            libx11-6 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
