@@ -1,5 +1,7 @@
 """pyqtgraph set up for live plots: no antialiasing, fixed ranges (autorange is the expensive
-part of a redraw), seconds-ago on the x axis, and a hover read-out that pauses the plot."""
+part of a redraw) set only when they change, one-pixel pens (a wider pen goes through Qt's
+stroker, ~100x slower a segment), seconds-ago on the x axis, and a hover read-out that pauses the
+plot."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class LivePlot(pg.PlotWidget):
         self.legend = self.addLegend(offset=(6, 4), labelTextSize="8pt")
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.paused = False
+        self._ranges: tuple[float, float] | None = None  # (window, y maximum) last set
         self._cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#718096", style=pg.QtCore.Qt.PenStyle.DashLine))
         self._readout = pg.TextItem(color="#1a202c", fill=pg.mkBrush(255, 255, 255, 220), anchor=(0, 0))
         self._cursor.hide()
@@ -46,7 +49,7 @@ class LivePlot(pg.PlotWidget):
     def curve(self, name: str, index: int) -> pg.PlotDataItem:
         found = self.curves.get(name)
         if found is None:
-            found = self.plot([], [], name=name, pen=pg.mkPen(PALETTE[index % len(PALETTE)], width=1.5))
+            found = self.plot([], [], name=name, pen=pg.mkPen(PALETTE[index % len(PALETTE)], width=1))
             self.curves[name] = found
         return found
 
@@ -61,8 +64,11 @@ class LivePlot(pg.PlotWidget):
             self.legend.removeItem(name)
         peak = max((float(np.nanmax(v)) for v in series.values() if v.size and not np.all(np.isnan(v))),
                    default=0.0)
-        self.setXRange(-window, 0, padding=0)
-        self.setYRange(0, max(floor, _nice_ceiling(peak)), padding=0.02)
+        ranges = (float(window), max(floor, _nice_ceiling(peak)))
+        if ranges != self._ranges:  # a new range re-lays out the axes and their tick labels
+            self._ranges = ranges
+            self.setXRange(-ranges[0], 0, padding=0)
+            self.setYRange(0, ranges[1], padding=0.02)
 
     def _hover(self, pos: QPointF) -> None:
         inside = self.getPlotItem().sceneBoundingRect().contains(pos)
