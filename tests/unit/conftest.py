@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
+from tests.fakes.qmp_server import FakeQmpServer
 
 VM_NAME = "vm"
 
@@ -19,3 +25,14 @@ async def vm(hv_home) -> Machine:
     machine = await manager.create(CreateRequest(name=VM_NAME, memory_mib=256))
     await manager.close()
     return machine
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeQmpServer]:
+    """The fake QMP server, started on one socket (qmp.sock) of a short private folder."""
+    folder = Path(tempfile.mkdtemp(prefix="qmpf-", dir="/tmp"))  # short: unix socket paths are limited
+    fake = FakeQmpServer([folder / "qmp.sock"])
+    await fake.start()
+    yield fake
+    await fake.close()
+    shutil.rmtree(folder, ignore_errors=True)

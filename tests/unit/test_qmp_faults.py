@@ -6,7 +6,6 @@ still be closed cleanly; what QEMU sent is never echoed in full."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -17,16 +16,6 @@ import pytest
 from hvdesk.core.errors import QemuError
 from hvdesk.qemu.qmp import QmpSession
 from tests.fakes.qmp_server import Answer, FakeQmpServer, Garbage, Hang, Hangup, Refuse, Send
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeQmpServer]:
-    folder = Path(tempfile.mkdtemp(prefix="qmpf-", dir="/tmp"))  # short: unix socket paths are limited
-    fake = FakeQmpServer([folder / "qmp.sock"])
-    await fake.start()
-    yield fake
-    await fake.close()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 class Client:

@@ -7,27 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from hvdesk.core.errors import QemuError
 from hvdesk.qemu.qmp import QmpSession
-from tests.fakes.qmp_server import Answer, Behaviour, Connection, FakeQmpServer, event_message
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeQmpServer]:
-    folder = Path(tempfile.mkdtemp(prefix="qmpr-", dir="/tmp"))  # short: unix socket paths are limited
-    fake = FakeQmpServer([folder / "qmp.sock"])
-    await fake.start()
-    yield fake
-    await fake.close()
-    shutil.rmtree(folder, ignore_errors=True)
+from tests.fakes.qmp_server import Answer, Behaviour, Connection, event_message
 
 
 @dataclass
