@@ -42,3 +42,9 @@ def test_workflows_run_scripts_that_exist_and_are_executable(workflow):
         path = ROOT / script
         assert path.is_file() and path.stat().st_mode & 0o111, f"{workflow.name}: {script} is missing or not executable"
     assert "\t" not in text  # YAML forbids tabs for indentation
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "packaging").rglob("*.spec")), ids=lambda p: p.name)
+def test_the_pyinstaller_recipes_are_valid_python(spec):
+    compile(spec.read_text(), str(spec), "exec")  # a SyntaxError fails the test
+    assert "from hvdesk import" in spec.read_text()  # name and version come from the package
