@@ -64,7 +64,7 @@ fi
 .venv/bin/ruff check hvdesk tests bench
 .venv/bin/lint-imports
 .venv/bin/mypy  # the files and the strictness per package are in pyproject.toml
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -m "not installed_wheel and not deb" "$@"  # those two run in the stages below
 
 # Users install a package, not this checkout: build the wheel, install it (not editable) into a
 # second venv, which has no Qt at all (the engine and CLI must work without it), and run the engine
@@ -84,10 +84,12 @@ fi
 .venv-noqt/bin/python -m pip install -q --force-reinstall --no-deps "$wheel"
 copy="$wheels/tree"
 mkdir "$copy"
-cp -r tests pyproject.toml "$copy"/  # pyproject.toml: pytest's settings (hvdesk itself comes from the wheel)
+# pyproject.toml: pytest's settings; packaging/ and .github/: the scripts tests/unit checks (hvdesk
+# itself comes from the wheel)
+cp -r tests pyproject.toml packaging .github "$copy"/
 echo "bootstrap: the installed wheel, without Qt: engine and CLI tests" >&2
 cd "$copy"
-HVDESK_SOURCE_TREE="$OLDPWD" "$OLDPWD/.venv-noqt/bin/python" -m pytest -q -p no:cacheprovider \
+HVDESK_SOURCE_TREE="$OLDPWD" "$OLDPWD/.venv-noqt/bin/python" -m pytest -q -p no:cacheprovider -m "not deb" \
     tests/unit tests/integration/test_cli.py tests/integration/test_installed_package.py \
     tests/integration/test_install.py
 
