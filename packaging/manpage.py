@@ -12,7 +12,7 @@ import os
 import sys
 
 from hvdesk import __version__
-from hvdesk.cli.main import build_parser
+from hvdesk.cli.parser import build_parser
 
 ENVIRONMENT = {
     "HVDESK_HOME": "the folder of hvdesk's VM library, instead of ~/.local/share/hvdesk",

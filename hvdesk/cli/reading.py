@@ -4,9 +4,9 @@ list`; tests/integration/test_cli_imports.py keeps asyncio, qemu.qmp and every h
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
+from typing import NamedTuple
 
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine import describe
@@ -15,11 +15,32 @@ from hvdesk.engine.glance import Glance
 MIB = 1024 * 1024
 
 
-def run(args: argparse.Namespace) -> int:
+class Request(NamedTuple):
+    command: str  # list or info
+    name: str | None  # info's VM
+    json: bool
+
+
+def plain_request(words: list[str]) -> Request | None:
+    """`list [--json]` and `info NAME [--json]` as people type them, recognised without argparse;
+    None for anything else (help, a typo, a name that looks like an option), which cli/parser.py
+    parses and explains. The grammar there is the reference: tests/unit/test_cli_plain.py compares."""
+    as_json = "--json" in words
+    rest = [w for w in words if w != "--json"]
+    if len(words) - len(rest) > 1 or not rest or rest[0] != words[0]:  # --json comes after the command
+        return None
+    if rest == ["list"]:
+        return Request("list", None, as_json)
+    if len(rest) == 2 and rest[0] == "info" and rest[1] and not rest[1].startswith("-"):
+        return Request("info", rest[1], as_json)
+    return None
+
+
+def run(args: Request) -> int:
     return HANDLERS[args.command](args)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: Request) -> int:
     rows = [describe.summary(m) for m in Glance().open(inspect=True).machines()]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -38,7 +59,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def cmd_info(args: Request) -> int:
+    assert args.name is not None
     data = describe.details_now(Glance().open(inspect=False).get(args.name))
     if args.json:
         print(json.dumps(data, indent=2))
@@ -84,4 +106,4 @@ def _format_info(data: describe.Report) -> str:
     return "\n".join(lines)
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"list": cmd_list, "info": cmd_info}
+HANDLERS: dict[str, Callable[[Request], int]] = {"list": cmd_list, "info": cmd_info}

@@ -7,15 +7,17 @@ reason, so one broken file never hides the other VMs.
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hvdesk.core.config import VmConfig
+from hvdesk.core.digests import MEMO_FILE, Digest, Memo
 from hvdesk.core.errors import ConfigError, HvdeskError, NotFoundError
 from hvdesk.core.filelock import FileLock
 from hvdesk.core.names import name_key, validate_name
 from hvdesk.core.paths import make_private_dir
+
+if TYPE_CHECKING:  # loaded when a vm.toml is read: a `list` of unchanged VMs reads none (core/digests.py)
+    from hvdesk.core.config import VmConfig
 
 CONFIG_FILE = "vm.toml"
 LOG_DIR = "logs"
@@ -25,22 +27,42 @@ STAGING_PREFIX = ".new-"  # a VM being created is built in a hidden folder, then
 DELETING_PREFIX = ".gone-"  # a deleted VM's folder is moved into a hidden one, then removed
 
 
-@dataclass
 class VmEntry:
-    """One folder of the library: its config, or why it could not be read."""
+    """One folder of the library: its config, or why it could not be read.
 
-    folder: Path
-    config: VmConfig | None
-    error: str = ""
-    stamp: int = 0  # config_stamp() when read: unchanged means no need to read it again
+    From the scan's memo an entry knows only its digest (what `list` shows) and reads its config
+    when first asked for it; `accessible`, `name` and `digest` never read the file."""
+
+    __slots__ = ("folder", "error", "stamp", "digest", "_config")
+
+    def __init__(self, folder: Path, config: VmConfig | None, error: str = "", stamp: int = 0,
+                 digest: Digest | None = None) -> None:
+        self.folder = folder
+        self.error = error
+        self.stamp = stamp  # config_stamp() when read: unchanged means no need to read it again
+        self._config = config
+        self.digest = Digest.of(config) if config is not None else (None if error else digest)
+
+    @property
+    def config(self) -> VmConfig | None:
+        if self._config is None and self.digest is not None:
+            try:
+                self._config = read_config(self.folder)
+                self.digest = Digest.of(self._config)
+            except ConfigError as exc:  # changed since the memo saw it
+                self.digest, self.error = None, str(exc)
+        return self._config
 
     @property
     def name(self) -> str:
-        return self.config.name if self.config else self.folder.name
+        return self.digest.name if self.digest is not None else self.folder.name
 
     @property
     def accessible(self) -> bool:
-        return self.config is not None
+        return self.digest is not None
+
+    def __repr__(self) -> str:
+        return f"VmEntry({self.folder}, {self.digest or self.error!r})"
 
     @property
     def log_dir(self) -> Path:
@@ -48,7 +70,26 @@ class VmEntry:
 
 
 def _named_after_its_vm(entry: VmEntry) -> bool:
-    return entry.config is not None and name_key(entry.config.name) == name_key(entry.folder.name)
+    return entry.digest is not None and name_key(entry.digest.name) == name_key(entry.folder.name)
+
+
+STAGING_GRACE = 60.0  # seconds a staging folder without a holder's note may be its creator's first moments
+
+
+def _maybe_being_made(staging: Path) -> bool:
+    """A creator makes its staging folder, then locks it and writes its note into the lock: a
+    young folder whose lock is missing or empty may be in that moment, and is left alone (one
+    whose creator died holding the lock has the note)."""
+    import time
+
+    try:
+        noted = (staging / LOCK_FILE).stat().st_size > 0
+    except OSError:
+        noted = False
+    try:
+        return not noted and time.time() - staging.stat().st_mtime < STAGING_GRACE
+    except OSError:
+        return True  # gone already
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -81,6 +122,10 @@ def remove_tree(path: Path, *, ignore_errors: bool = False) -> None:
 
 
 def read_config(folder: Path) -> VmConfig:
+    import tomllib
+
+    from hvdesk.core.config import VmConfig
+
     path = folder / CONFIG_FILE
     try:
         raw = path.read_bytes()
@@ -101,6 +146,8 @@ def read_config(folder: Path) -> VmConfig:
 def raw_disk_paths(folder: Path) -> list[str]:
     """The disk paths (and backing images) a VM folder's vm.toml names, read leniently: also from a vm.toml too broken
     to load as a VM (so a delete elsewhere never removes a disk this one still uses)."""
+    import tomllib
+
     try:
         data = tomllib.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
@@ -137,21 +184,24 @@ class Library:
         the other is inaccessible, saying why."""
         if not self.root.is_dir():
             return []
+        memo = Memo.read(self.root / MEMO_FILE)
         entries = []
         for folder in sorted(self.root.iterdir(), key=lambda p: name_key(p.name)):
             # A folder without vm.toml is not a VM (e.g. disks kept after "delete --keep-disks").
             if folder.name.startswith(".") or not os.path.lexists(folder / CONFIG_FILE):
                 continue
-            entries.append(self.load(folder))
+            entries.append(self._remembered(folder, memo))
+        memo.keep_only({entry.folder.name for entry in entries})
+        memo.write()
         names: dict[str, str] = {}
         uuids: dict[str, str] = {}
         for i, entry in sorted(enumerate(entries), key=lambda item: not _named_after_its_vm(item[1])):
-            if entry.config is None:
+            if entry.digest is None:
                 continue
-            same_name = names.setdefault(name_key(entry.config.name), entry.folder.name)
-            same_uuid = uuids.setdefault(entry.config.uuid, entry.folder.name)
+            same_name = names.setdefault(name_key(entry.digest.name), entry.folder.name)
+            same_uuid = uuids.setdefault(entry.digest.uuid, entry.folder.name)
             if same_name != entry.folder.name:
-                entries[i] = VmEntry(entry.folder, None, f"its name {entry.config.name!r} is also used by the VM "
+                entries[i] = VmEntry(entry.folder, None, f"its name {entry.digest.name!r} is also used by the VM "
                                                          f"in folder {same_name!r} (names ignore case)", entry.stamp)
             elif same_uuid != entry.folder.name:
                 entries[i] = VmEntry(entry.folder, None, f"its uuid is also used by the VM in folder {same_uuid!r} "
@@ -163,8 +213,31 @@ class Library:
         make_private_dir(self.root)
         return FileLock(self.root / LIBRARY_LOCK, "the VM library")
 
-    def load(self, folder: Path) -> VmEntry:
+    def _remembered(self, folder: Path, memo: Memo) -> VmEntry:
+        """The folder's entry from the memo when its vm.toml is unchanged, else read (and remembered)."""
         stamp = config_stamp(folder)
+        found = memo.get(folder.name, stamp)
+        if isinstance(found, Digest):
+            return VmEntry(folder, None, stamp=stamp, digest=found)
+        if isinstance(found, str):
+            return VmEntry(folder, None, found, stamp=stamp)
+        entry = self._read(folder, stamp)
+        if stamp:
+            memo.put(folder.name, stamp, entry.digest or entry.error)
+        return entry
+
+    def load(self, folder: Path) -> VmEntry:
+        """The folder's entry read now, and remembered for the next scan (a new or edited VM: the
+        next `list` then reads no file, and needs no space to remember it)."""
+        stamp = config_stamp(folder)
+        entry = self._read(folder, stamp)
+        if stamp and folder.parent == self.root:
+            memo = Memo.read(self.root / MEMO_FILE)
+            memo.put(folder.name, stamp, entry.digest or entry.error)
+            memo.write()
+        return entry
+
+    def _read(self, folder: Path, stamp: int) -> VmEntry:
         try:
             return VmEntry(folder, read_config(folder), stamp=stamp)
         except ConfigError as exc:
@@ -245,7 +318,7 @@ class Library:
                 removed.append(folder)
         candidates = [p for p in hidden if p.name.startswith(STAGING_PREFIX)]
         for folder in candidates:
-            if folder in self._staging_locks:
+            if folder in self._staging_locks or _maybe_being_made(folder):
                 continue
             lock = FileLock(folder / LOCK_FILE, "a VM being created")
             try:

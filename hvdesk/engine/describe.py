@@ -5,26 +5,28 @@ functions that need them: `list` needs neither."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hvdesk.core.config import Disk
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.machine import Machine
+
+if TYPE_CHECKING:
+    from hvdesk.core.config import Disk
 
 # What `list --json` and `info --json` print: JSON for scripts, whose fields the README documents.
 Report = dict[str, Any]
 
 
 def summary(machine: Machine) -> Report:
-    config = machine.entry.config
+    digest = machine.entry.digest  # all `list` needs, without reading vm.toml (core/digests.py)
     return {
         "name": machine.name,
-        "uuid": config.uuid if config else None,
+        "uuid": digest.uuid if digest else None,
         "state": str(machine.state),
         "reason": machine.reason,
-        "os": config.os if config else None,
-        "memory_mib": config.memory_mib if config else None,
-        "cpus": config.cpus if config else None,
+        "os": digest.os if digest else None,
+        "memory_mib": digest.memory_mib if digest else None,
+        "cpus": digest.cpus if digest else None,
         "pid": machine.pid,
     }
 

@@ -28,9 +28,7 @@ class Glance:
         library = self.registry.library
         library.remove_abandoned()
         self.registry.replace_all({entry.folder: Machine(entry) for entry in library.scan()})
-        for machine in self.registry.machines():
-            if inspect or machine.entry.config is None:
-                self.inspect(machine)
+        self._inspect_all([m for m in self.registry.machines() if inspect or not m.entry.accessible])
         return self
 
     def machines(self) -> list[Machine]:
@@ -43,8 +41,33 @@ class Glance:
         return machine
 
     def inspect(self, machine: Machine) -> None:
-        found = observe.read_state(machine, owner=False, busy_here=False)  # (no operation runs here)
-        self.registry.set_state(machine, *(found or self._ask_qemu(machine)))
+        self._inspect_all([machine])
+
+    def _inspect_all(self, machines: list[Machine]) -> None:
+        """Each VM's state; the running QEMUs are asked at once, each in a thread of its own (a
+        QEMU busy with its guest takes a few ms to answer, and one that hangs costs its timeout
+        once, not once per VM)."""
+        running = []
+        for machine in machines:
+            found = observe.read_state(machine, owner=False, busy_here=False)  # (no operation runs here)
+            if found is None:
+                running.append(machine)
+            else:
+                self.registry.set_state(machine, *found)
+        answers: dict[int, tuple[VmState, str]] = {}
+        if len(running) > 1:
+            import threading
+
+            def ask(i: int, machine: Machine) -> None:
+                answers[i] = self._ask_qemu(machine)
+
+            threads = [threading.Thread(target=ask, args=(i, m), daemon=True) for i, m in enumerate(running)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        for i, machine in enumerate(running):
+            self.registry.set_state(machine, *(answers.get(i) or self._ask_qemu(machine)))
 
     def _ask_qemu(self, machine: Machine) -> tuple[VmState, str]:
         try:

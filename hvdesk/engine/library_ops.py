@@ -215,7 +215,7 @@ async def delete(manager: Engine, name: str, *, keep_disks: bool = False) -> Del
     async with library.lock().held(f"deleting VM {name!r}"):
         async with manager.operate(name, Action.DELETE) as machine:
             folder = machine.entry.folder
-            uuid = machine.entry.config.uuid if machine.entry.config is not None else None
+            uuid = machine.entry.digest.uuid if machine.entry.digest is not None else None
             live = discovery.find_vm_qemu(uuid, folder, fresh=True)
             if live is not None:
                 raise StateError(f"cannot delete {machine.name!r}: its QEMU (pid {live.pid}) is still running; "

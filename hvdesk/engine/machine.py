@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hvdesk.core.config import VmConfig
 from hvdesk.core.errors import StateError
 from hvdesk.core.storage import VmEntry
 from hvdesk.engine.actions import Action, allows, refusal
@@ -15,21 +13,29 @@ from hvdesk.engine.states import VmState
 from hvdesk.qemu.vm_paths import VmPaths
 
 if TYPE_CHECKING:
+    from hvdesk.core.config import VmConfig
     from hvdesk.qemu.qmp import QmpSession
 
 
-@dataclass(eq=False)
 class Machine:
-    entry: VmEntry
-    state: VmState = VmState.STOPPED
-    reason: str = ""  # why it is aborted, inaccessible or in an unusual QEMU status
-    pid: int | None = None
-    run: RunInfo | None = None
-    session: QmpSession | None = field(default=None, repr=False)  # the watcher's QMP session
-    expect_exit: bool = False  # we asked QEMU to end: its exit is a stop, not an abort
-    balloon: int | None = None  # bytes, from BALLOON_CHANGE events while watched
-    notice: str = ""  # something the engine decided that the user should hear about (e.g. detected OS)
-    _paths: tuple[tuple[Path, str], VmPaths] | None = field(default=None, repr=False)  # ((folder, uuid), paths)
+    """A plain class, not a dataclass: `hvdesk list` loads no dataclasses (see core/digests.py).
+    Machines compare by identity."""
+
+    def __init__(self, entry: VmEntry, state: VmState = VmState.STOPPED, reason: str = "",
+                 pid: int | None = None, run: RunInfo | None = None) -> None:
+        self.entry = entry
+        self.state = state
+        self.reason = reason  # why it is aborted, inaccessible or in an unusual QEMU status
+        self.pid = pid
+        self.run = run
+        self.session: QmpSession | None = None  # the watcher's QMP session
+        self.expect_exit = False  # we asked QEMU to end: its exit is a stop, not an abort
+        self.balloon: int | None = None  # bytes, from BALLOON_CHANGE events while watched
+        self.notice = ""  # something the engine decided that the user should hear about (e.g. detected OS)
+        self._paths: tuple[tuple[Path, str], VmPaths] | None = None  # ((folder, uuid), paths)
+
+    def __repr__(self) -> str:
+        return f"Machine({self.name!r}, {self.state}, pid={self.pid})"
 
     @property
     def name(self) -> str:
@@ -42,10 +48,17 @@ class Machine:
         return self.entry.config
 
     @property
+    def uuid(self) -> str:
+        """Known without reading vm.toml (from the library's memo: core/digests.py)."""
+        if self.entry.digest is None:
+            raise StateError(f"VM {self.name!r} is inaccessible: {self.entry.error}")
+        return self.entry.digest.uuid
+
+    @property
     def paths(self) -> VmPaths:
         # Computed once per folder and uuid: the runtime root is hashed from the data dir, and
         # the Manager's once-a-second poll asks for these paths for every VM.
-        key = (self.entry.folder, self.config.uuid)
+        key = (self.entry.folder, self.uuid)
         if self._paths is None or self._paths[0] != key:
             self._paths = (key, vm_paths(*key))
         return self._paths[1]

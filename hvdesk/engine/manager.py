@@ -16,19 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.paths import vms_dir
 from hvdesk.core.storage import Library, VmEntry
-from hvdesk.engine import library_ops
 from hvdesk.engine.actions import Action
 from hvdesk.engine.guard import Guard
-from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 from hvdesk.engine.lifecycle import Lifecycle
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import EventHook, Listener, Registry
 from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu.qmp import QmpSession
+
+if TYPE_CHECKING:  # library_ops loads when a VM is created or deleted: `hvdesk start` spares its imports
+    from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 
 
 class Manager:
@@ -132,8 +133,12 @@ class Manager:
         return await self.lifecycle.reset(name)
 
     async def create(self, request: CreateRequest) -> Machine:
+        from hvdesk.engine import library_ops
+
         return await library_ops.create(self, request)
 
     async def delete(self, name: str, *, keep_disks: bool = False) -> DeleteResult:
+        from hvdesk.engine import library_ops
+
         return await library_ops.delete(self, name, keep_disks=keep_disks)
 

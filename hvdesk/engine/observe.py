@@ -5,7 +5,7 @@ the quick read path of `list` and `info` (engine/glance.py) both decide from her
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hvdesk.core.errors import HvdeskError, QemuError
 from hvdesk.core.filelock import FileLock
@@ -19,8 +19,7 @@ from hvdesk.qemu.process import read_pid
 LAUNCHING_GRACE = 60.0  # seconds a run.json without a pid means "another hvdesk is launching it"
 
 
-@dataclass(frozen=True)
-class Sighting:
+class Sighting(NamedTuple):
     """What the runtime folder and the process table say. With a live `pid`, only QEMU itself
     (QMP's query-status) can say whether it runs or is paused."""
     pid: int | None
@@ -30,7 +29,7 @@ class Sighting:
 
 def sight(machine: Machine) -> Sighting:
     paths = machine.paths
-    pid = runtime.live_pid(paths, machine.config.uuid)
+    pid = runtime.live_pid(paths, machine.uuid)
     run = runtime.read_run_info(paths)
     if pid is not None:
         return Sighting(pid, run, launching=False)
@@ -42,7 +41,7 @@ def read_state(machine: Machine, *, owner: bool, busy_here: bool) -> tuple[VmSta
     """The VM's state as far as the world shows it, tidying after a QEMU that is gone (see
     settle_gone); None if its QEMU runs: then only QEMU can say how (query-status), and the VM's
     pid and run info are set."""
-    if machine.entry.config is None:
+    if not machine.entry.accessible:
         return VmState.INACCESSIBLE, machine.entry.error
     seen = sight(machine)
     if seen.pid is not None:

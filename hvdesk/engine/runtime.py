@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import make_private_runtime_dir, runtime_root
 from hvdesk.core.storage import atomic_write, remove_tree
-from hvdesk.qemu import discovery
 from hvdesk.qemu.process import is_alive, is_our_qemu, read_pid
 from hvdesk.qemu.vm_paths import VmPaths
 
@@ -29,17 +27,25 @@ def vm_paths(vm_dir: Path, uuid: str) -> VmPaths:
     return VmPaths(vm_dir=vm_dir, run_dir=runtime_root() / uuid)
 
 
-@dataclass
 class RunInfo:
-    """Written at start: how this QEMU was started, for `info` and for reattaching."""
+    """Written at start: how this QEMU was started, for `info` and for reattaching. (A plain
+    class: `list` reads it and loads no dataclasses.)"""
 
-    pid: int
-    accel: str
-    accel_reason: str
-    started_at: float
-    argv: list[str]
-    config: dict[str, Any] = field(default_factory=dict)  # the settings QEMU was started with (VmConfig.to_dict)
-    paused: bool = False  # started with --paused: it stays in prelaunch on purpose
+    def __init__(self, pid: int, accel: str, accel_reason: str, started_at: float, argv: list[str],
+                 config: dict[str, Any] | None = None, paused: bool = False) -> None:
+        self.pid = pid
+        self.accel = accel
+        self.accel_reason = accel_reason
+        self.started_at = started_at
+        self.argv = argv
+        self.config = config if config is not None else {}  # the settings QEMU was started with (VmConfig.to_dict)
+        self.paused = paused  # started with --paused: it stays in prelaunch on purpose
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunInfo) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"RunInfo(pid={self.pid}, accel={self.accel!r}, started_at={self.started_at})"
 
 
 def write_run_info(paths: VmPaths, info: RunInfo) -> None:
@@ -68,7 +74,8 @@ def prepare_run_dir(paths: VmPaths) -> None:
 
 
 def remove_run_dir(paths: VmPaths) -> None:
-    remove_tree(paths.run_dir, ignore_errors=True)
+    if os.path.lexists(paths.run_dir):  # (most often there is none: spare `list` shutil's import)
+        remove_tree(paths.run_dir, ignore_errors=True)
 
 
 def live_pid(paths: VmPaths, uuid: str, *, fresh: bool = False) -> int | None:
@@ -81,6 +88,8 @@ def live_pid(paths: VmPaths, uuid: str, *, fresh: bool = False) -> int | None:
     pid = read_pid(paths.pidfile)
     if pid is not None and is_our_qemu(pid, uuid):
         return pid
+    from hvdesk.qemu import discovery  # a search of the processes: rare, and it loads more
+
     found = discovery.find_vm_qemu(uuid, paths.vm_dir, fresh=fresh)
     if found is None:
         return None

@@ -74,7 +74,8 @@ class Watcher:
         for entry in registry.library.scan():
             machine = registry.at(entry.folder)
             if machine is not None and _same_vm(machine.entry, entry):
-                if machine.entry.config != entry.config:
+                # An unchanged stamp is an unchanged file: no need to read either config to compare.
+                if not (entry.stamp and entry.stamp == machine.entry.stamp) and machine.entry.config != entry.config:
                     machine.entry = entry
                     edited.append(machine)
             else:
@@ -85,7 +86,7 @@ class Watcher:
         for machine in gone:
             await self.drop_session(machine)
         for machine in fresh:
-            if inspect or machine.entry.config is None:
+            if inspect or not machine.entry.accessible:
                 await self.inspect(machine)
         for machine in (*gone, *fresh, *edited):
             registry.emit(machine)
@@ -219,7 +220,7 @@ class Watcher:
         if registry.scan_stamp() != registry.library_stamp:
             await self.refresh()
         for machine in registry.machines():
-            if machine.entry.config is None or registry.lock(machine).locked():
+            if not machine.entry.accessible or registry.lock(machine).locked():
                 continue
             if machine.session is None and (machine.pid is not None or machine.paths.pidfile.exists()):
                 await self.inspect(machine)
@@ -249,9 +250,9 @@ class Watcher:
 
 
 def _same_vm(old: VmEntry, new: VmEntry) -> bool:
-    if old.config is None or new.config is None:
-        return old.config is None and new.config is None
-    return old.config.uuid == new.config.uuid
+    if old.digest is None or new.digest is None:
+        return old.digest is None and new.digest is None
+    return old.digest.uuid == new.digest.uuid
 
 
 def _shutdown_reason(reason: str) -> str:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 CACHE_SECONDS = 0.5  # one scan serves every VM of a `list` or a poll tick
 
 
-@dataclass(frozen=True)
-class QemuProcess:
+class QemuProcess(NamedTuple):  # not a dataclass: `hvdesk list` loads no dataclasses
     pid: int
     cmdline: tuple[str, ...]
 

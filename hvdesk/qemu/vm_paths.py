@@ -3,16 +3,27 @@ command needs the paths, only a start needs the builder."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class VmPaths:
-    """Where one VM's files live: its folder (disks, logs) and its private runtime dir (sockets)."""
+    """Where one VM's files live: its folder (disks, logs) and its private runtime dir (sockets).
+    (A plain class: `hvdesk list` loads no dataclasses.)"""
 
-    vm_dir: Path
-    run_dir: Path
+    __slots__ = ("vm_dir", "run_dir")
+
+    def __init__(self, vm_dir: Path, run_dir: Path) -> None:
+        self.vm_dir = vm_dir
+        self.run_dir = run_dir
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VmPaths) and (self.vm_dir, self.run_dir) == (other.vm_dir, other.run_dir)
+
+    def __hash__(self) -> int:
+        return hash((self.vm_dir, self.run_dir))
+
+    def __repr__(self) -> str:
+        return f"VmPaths(vm_dir={self.vm_dir!r}, run_dir={self.run_dir!r})"
 
     @property
     def qmp_socket(self) -> Path:  # the long-lived session: events, for the app watching the VM

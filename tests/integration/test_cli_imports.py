@@ -25,6 +25,9 @@ NEVER = ("numpy", "pycdlib", "Cryptodome", "PySide6", "shiboken6", "pyqtgraph", 
 QMP = ("qemu.qmp", "hvdesk.qemu.qmp_client")
 EVENT_LOOP = ("asyncio", "hvdesk.engine.manager")  # `list` and `info` read without one (cli/reading.py)
 READING = (["list"], ["list", "--json"], ["info", "vm"], ["info", "vm", "--json"])
+# What a `list` of unchanged VMs does without (core/digests.py, cli/reading.py): most of its time once.
+LIST_SPARES = ("tomllib", "dataclasses", "inspect", "argparse", "hashlib", "_hashlib", "shutil",
+               "hvdesk.core.config", "hvdesk.cli.parser")
 
 
 def imported_by(*args: str) -> set[str]:
@@ -50,6 +53,24 @@ def test_commands_on_stopped_vms_import_no_heavy_module(cli_home):
         if sys.platform == "linux":  # /proc tells whether a QEMU runs; psutil's import would cost more
             assert "psutil" not in modules, args
     assert loaded(imported_by("delete", "other"), NEVER + QMP) == []
+
+
+@pytest.mark.qemu
+def test_a_list_of_unchanged_vms_reads_no_config(cli_home, tiny_guest):
+    assert hv("create", "plain", "--disk", "64M").returncode == 0
+    assert hv("create", "vm", *guest_args(tiny_guest)).returncode == 0
+    assert hv("start", "vm").returncode == 0
+    try:
+        assert hv("list").returncode == 0  # reads every vm.toml once, and remembers
+        for args in (["list"], ["list", "--json"]):
+            assert loaded(imported_by(*args), LIST_SPARES) == [], args
+        config = cli_home / "VMs" / "plain" / "vm.toml"
+        config.write_text(config.read_text() + "# edited by hand\n")  # read again, then remembered again
+        modules = imported_by("list")
+        assert "hvdesk.core.config" in modules and "argparse" not in modules
+        assert loaded(imported_by("list"), LIST_SPARES) == []
+    finally:
+        hv("stop", "vm", "--force", "--timeout", "0")
 
 
 @pytest.mark.qemu

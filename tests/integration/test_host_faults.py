@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hvdesk.core.digests import MEMO_FILE
 from hvdesk.core.errors import QemuError
 from hvdesk.engine import editing, runtime
 from hvdesk.engine.states import LAUNCH_GRACE
@@ -37,7 +38,8 @@ def test_a_full_disk_fails_create_clearly_and_leaves_nothing(cli_home, small_dis
     line = one_line(hv("create", "new", "--disk", "64M", *guest_args(tiny_guest)))
     assert line.startswith(f"hvdesk: cannot create the disk of 'new' in {disk.path / 'VMs'}: ")
     assert "No space left on device" in line
-    assert sorted(p.name for p in (disk.path / "VMs").iterdir() if not p.name.startswith(".library")) == ["kept"]
+    kept = sorted(p.name for p in (disk.path / "VMs").iterdir() if p.name not in (".library.lock", MEMO_FILE))
+    assert kept == ["kept"]
     assert [v["name"] for v in json.loads(hv("list", "--json").stdout)] == ["kept"]
     assert (disk.path / "VMs" / "kept" / "vm.toml").read_bytes() == config
 

@@ -26,3 +26,12 @@ def test_user_folders_are_platformdirs_ones(monkeypatch, tmp_path, data_home, ca
     assert paths.data_dir() == paths.Path(platformdirs.user_data_dir("hvdesk"))
     assert paths.cache_dir() == paths.Path(platformdirs.user_cache_dir("hvdesk"))
     assert paths.vms_dir().parent == paths.data_dir()
+
+
+def test_the_runtime_key_is_sha256_whichever_module_computes_it():
+    import hashlib
+
+    from hvdesk.core.paths import _sha256_hex
+
+    for data in (b"", b"/home/u/.local/share/hvdesk", "/tmp/é".encode()):
+        assert _sha256_hex(data) == hashlib.sha256(data).hexdigest()

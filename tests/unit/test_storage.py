@@ -1,5 +1,6 @@
 import os
 import stat
+import time
 
 import pytest
 
@@ -109,8 +110,25 @@ def test_staging_folders_are_invisible_and_abandoned_ones_removed(tmp_path):
     assert lib.remove_abandoned() == []  # its creator (this process) still holds it
     other = Library(lib.root)
     assert other.remove_abandoned() == []  # a second process sees the creator's lock too
-    lib._release_staging(staging)  # as if the creator died: its lock is gone
+    lock = lib._staging_locks.pop(staging)
+    os.close(lock._fd)  # as if the creator were killed: its lock is gone, its note in the lock file stays
     assert other.remove_abandoned() == [staging] and not staging.exists()
+
+
+def test_a_staging_folder_in_its_first_moment_is_not_taken_for_abandoned(tmp_path):
+    """Its creator makes the folder, then locks it: another process cleaning up in between must not
+    remove it (two creates at once lost a VM's disk that way). Only when it has stayed unlocked
+    for a minute was its creator killed in that moment."""
+    lib = Library(tmp_path / "VMs")
+    lib.root.mkdir()
+    young = lib.root / ".new-young"
+    young.mkdir()
+    (young / ".hvdesk.lock").touch()  # created, not yet locked nor noted
+    assert lib.remove_abandoned() == [] and young.exists()
+    old = lib.root / ".new-old"
+    old.mkdir()
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    assert lib.remove_abandoned() == [old] and young.exists()
 
 
 def test_every_write_of_a_vm_toml_changes_its_stamp(tmp_path):
