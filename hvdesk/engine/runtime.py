@@ -40,6 +40,7 @@ class RunInfo:
     argv: list[str]
     config: dict[str, Any] = field(default_factory=dict)  # the settings QEMU was started with (VmConfig.to_dict)
     paused: bool = False  # started with --paused: it stays in prelaunch on purpose
+    transport: dict[str, Any] = field(default_factory=dict)  # how to reach it (Transport.to_dict; {}: unix)
 
 
 def write_run_info(paths: VmPaths, info: RunInfo) -> None:
