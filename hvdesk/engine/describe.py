@@ -86,9 +86,9 @@ def _sockets(machine: Machine) -> dict[str, Any]:
     VM not running under tcp, null (its ports are picked when it starts)."""
     link = machine.transport
     if machine.run is None and transports.default_kind() == "tcp":
-        return {"transport": "tcp", "qmp": None, "ctl": None, "vnc": None}
+        return {"qmp": None, "ctl": None, "vnc": None, "transport": "tcp"}
     vnc = str(link.vnc) if machine.config.display.vnc else None
-    return {"transport": link.kind, "qmp": str(link.qmp), "ctl": str(link.ctl), "vnc": vnc}
+    return {"qmp": str(link.qmp), "ctl": str(link.ctl), "vnc": vnc, "transport": link.kind}  # (qmp first, as before)
 
 
 def _accelerator(machine: Machine) -> dict[str, Any] | None:
