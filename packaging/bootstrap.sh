@@ -66,6 +66,12 @@ fi
 .venv/bin/mypy  # the files and the strictness per package are in pyproject.toml
 .venv/bin/python -m pytest -m "not installed_wheel and not deb" "$@"  # those two run in the stages below
 
+# Windows reaches QEMU over 127.0.0.1 (QMP, and VNC with a password; hvdesk/qemu/transport.py). The
+# same lifecycle, console and CLI tests again with that transport, here on Linux (~1.5 min).
+echo "bootstrap: lifecycle, console and CLI tests over tcp (HVDESK_TRANSPORT=tcp, Windows' transport)" >&2
+HVDESK_TRANSPORT=tcp .venv/bin/python -m pytest -q -p no:cacheprovider -m "not installed_wheel and not deb" \
+    tests/integration/test_lifecycle.py tests/integration/test_console.py tests/integration/test_cli.py
+
 # Users install a package, not this checkout: build the wheel, install it (not editable) into a
 # second venv, which has no Qt at all (the engine and CLI must work without it), and run the engine
 # and CLI tests from a copy of tests/ outside the checkout, so `import hvdesk` finds the install.

@@ -1,5 +1,6 @@
 """The VM's screen and keyboard through its VNC console (QEMU's server on the VM's private
-socket): for the console window, `hvdesk screenshot` and `hvdesk send-keys`."""
+socket, or on 127.0.0.1 with its VNC password: qemu/transport.py): for the console window,
+`hvdesk screenshot` and `hvdesk send-keys`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from hvdesk.console import keys
 from hvdesk.console.rfb import ConsoleEvents, RfbClient
-from hvdesk.core.errors import StateError
+from hvdesk.core.errors import ConsoleError, StateError
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
@@ -28,8 +29,17 @@ async def connect(machine: Machine, events: ConsoleEvents | None = None, *,
                   continuous: bool = True) -> RfbClient:
     """A connected RFB client for the VM's screen (the caller runs `client.run()`)."""
     check_console(machine)
-    client = RfbClient(events=events, continuous=continuous)
-    await client.connect_unix(machine.paths.vnc_socket)
+    link = machine.transport
+    if link.vnc.path is not None:
+        client = RfbClient(events=events, continuous=continuous)
+        await client.connect_unix(link.vnc.path)
+        return client
+    try:
+        password = link.vnc_password()
+    except OSError as exc:
+        raise ConsoleError(f"cannot read the VNC password of {machine.name!r}: {exc.strerror or exc}") from None
+    client = RfbClient(password=password, events=events, continuous=continuous)
+    await client.connect_tcp(link.vnc.host, link.vnc.port)
     return client
 
 

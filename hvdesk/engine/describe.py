@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.machine import Machine
+from hvdesk.qemu import transport as transports
 
 if TYPE_CHECKING:
     from hvdesk.core.config import Disk
@@ -74,13 +75,22 @@ def static_details(machine: Machine) -> Report:
                   "forwards": [vars(f).copy() for f in n.forwards]} for n in config.nics],
         "kernel": vars(config.kernel).copy() if config.kernel else None,
         "balloon": vars(config.balloon).copy(),
-        "sockets": {"qmp": str(paths.qmp_socket), "ctl": str(paths.ctl_socket),
-                    "vnc": str(paths.vnc_socket) if config.display.vnc else None},
+        "sockets": _sockets(machine),
         "log": str(paths.qemu_log),
         "serial_log": str(paths.serial_log),
         "notes": config.notes,
     })
     return data
+
+
+def _sockets(machine: Machine) -> dict[str, Any]:
+    """Where its QEMU listens: unix socket paths, or tcp:127.0.0.1:PORT (qemu/transport.py); for a
+    VM not running under tcp, null (its ports are picked when it starts)."""
+    link = machine.transport
+    if machine.run is None and transports.default_kind() == "tcp":
+        return {"qmp": None, "ctl": None, "vnc": None, "transport": "tcp"}
+    vnc = str(link.vnc) if machine.config.display.vnc else None
+    return {"qmp": str(link.qmp), "ctl": str(link.ctl), "vnc": vnc, "transport": link.kind}  # (qmp first, as before)
 
 
 def _accelerator(machine: Machine) -> dict[str, Any] | None:

@@ -74,7 +74,7 @@ class Glance:
             gone = observe.control_socket_gone(machine)
             if gone is not None:
                 raise gone
-            status = qmp_status.query_status(machine.paths.ctl_socket, STATUS_TIMEOUT)
+            status = qmp_status.query_status(machine.transport.ctl, STATUS_TIMEOUT)
         except QemuError as exc:
             return VmState.RUNNING, f"QEMU is not answering: {exc}"
         return observe.state_of(machine, status)

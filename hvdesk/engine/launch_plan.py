@@ -5,6 +5,7 @@ start."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -17,22 +18,27 @@ from hvdesk.engine.machine import Machine
 from hvdesk.qemu import binaries, firmware, hostcache, images
 from hvdesk.qemu.argv import HostSetup, build_argv
 from hvdesk.qemu.process import is_alive, read_pid
+from hvdesk.qemu.transport import Transport
 from hvdesk.qemu.vm_paths import VmPaths
 
 if TYPE_CHECKING:
     from hvdesk.qemu.accel import AccelChoice
 
 
-def plan(machine: Machine) -> tuple[list[str], AccelChoice]:
-    """Everything a start needs to know before QEMU runs: files, binary, accelerator, argv."""
+def plan(machine: Machine) -> tuple[HostSetup, AccelChoice]:
+    """Everything a start needs to know before QEMU runs: files, binary, accelerator, firmware."""
     from hvdesk.qemu import accel  # with its probe guest: only a start needs it, and every command loads this module
 
     _check_files(machine)
     emulator = binaries.find_emulator()
     binaries.check_version(emulator, cache_dir())
     choice = accel.choose(machine.config.accel, emulator, cache_dir())
-    host = HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine))
-    return build_argv(machine.config, host, machine.paths), choice
+    return HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine)), choice
+
+
+def argv(machine: Machine, host: HostSetup, link: Transport) -> list[str]:
+    """The command line, for a transport picked once the runtime dir exists (it holds the VNC password)."""
+    return build_argv(machine.config, dataclasses.replace(host, transport=link), machine.paths)
 
 
 async def check_images(machine: Machine) -> None:

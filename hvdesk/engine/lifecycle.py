@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hvdesk.core.errors import DiskInUseError, HvdeskError, QemuError, StateError
 from hvdesk.engine import launch_plan, runtime
@@ -16,11 +17,27 @@ from hvdesk.engine.registry import Registry
 from hvdesk.engine.states import IO_ERROR, VmState
 from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu import tpm
-from hvdesk.qemu.process import log_tail, spawn, terminate, wait_gone, wait_launched
+from hvdesk.qemu import transport as transports
+from hvdesk.qemu.argv import HostSetup
+from hvdesk.qemu.process import (
+    LAUNCH_TIMEOUT,
+    log_tail,
+    spawn,
+    spawn_detached,
+    terminate,
+    wait_gone,
+    wait_launched,
+    wait_ready,
+)
 from hvdesk.qemu.qmp import QmpSession
+from hvdesk.qemu.transport import Endpoint, Transport
+
+if TYPE_CHECKING:
+    from hvdesk.qemu.accel import AccelChoice
 
 QUIT_GRACE = 5.0  # seconds QEMU gets to exit after `quit` before it is killed
 RESUME_CHECKS = (0.05, 0.1, 0.2)  # after a disk error, seconds between looks for a stop again
+PORT_ATTEMPTS = 5  # tcp: starts on new ports when another program took one of ours first
 
 
 class Lifecycle:
@@ -33,42 +50,86 @@ class Lifecycle:
         """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
         async with self.guard.operate(name, Action.START) as machine:
             config, paths = machine.config, machine.paths
+            kind = transports.default_kind()
             await launch_plan.check_images(machine)
             # A first start probes the accelerator and asks QEMU its version: off the event loop then.
             if launch_plan.is_quick(machine):
-                argv, choice = launch_plan.plan(machine)
+                host, choice = launch_plan.plan(machine)
             else:
-                argv, choice = await asyncio.to_thread(launch_plan.plan, machine)
+                host, choice = await asyncio.to_thread(launch_plan.plan, machine)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
-            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, config.to_dict(), paused)
-            runtime.write_run_info(paths, run)
             previous = machine.state
             self.registry.set_state(machine, VmState.STARTING)
             try:
                 if config.tpm:  # before QEMU, which connects to its socket at start-up
                     await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
                                      paths.qemu_log.with_name("swtpm.log"))
-                qemu = await spawn(argv)
-                session = self.watcher.event_session(machine)  # loads the QMP client while QEMU sets itself up
-                machine.pid = await wait_launched(qemu, paths.pidfile, paths.qemu_log)
+                session = await self._launch(machine, host, choice, kind, paused)
             except QemuError as exc:
                 launch_plan.stop_swtpm(paths)
                 runtime.remove_run_dir(paths)
                 self.registry.set_state(machine, previous, machine.reason)
                 raise self._explain_launch_failure(machine, exc) from None
-            run.pid = machine.pid
-            runtime.write_run_info(paths, run)
-            machine.run = run
             await self._connect_and_go(machine, session, paused)
             runtime.clear_aborted(paths)
             self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
             return machine
 
+    async def _launch(self, machine: Machine, host: HostSetup, choice: AccelChoice, kind: str,
+                      paused: bool) -> QmpSession:
+        """Run QEMU until it is set up. With tcp, another program may take a port between our pick
+        and QEMU's bind: then again on new ports, a few times, and the error says so."""
+        paths = machine.paths
+        attempt = 1
+        while True:
+            link = transports.new(kind, paths)
+            argv = launch_plan.argv(machine, host, link)
+            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, machine.config.to_dict(),
+                                  paused, link.to_dict())
+            runtime.write_run_info(paths, run)  # pid 0: other hvdesk processes see a start under way
+            try:
+                machine.pid, session = await self._run_qemu(machine, argv, link)
+                break
+            except QemuError as exc:
+                if not (link.kind == "tcp" and transports.port_taken(exc.args[0])):
+                    raise
+                if attempt == PORT_ATTEMPTS:
+                    raise QemuError(f"QEMU could not listen on {transports.HOST}: the free ports picked for it "
+                                    f"were taken by the time it started, in all {PORT_ATTEMPTS} tries ({exc.args[0]})",
+                                    exc.log_tail) from None
+            attempt += 1
+            paths.qemu_log.write_bytes(b"")  # that attempt's error is answered by the next one
+        run.pid = machine.pid
+        runtime.write_run_info(paths, run)
+        machine.run = run
+        return session
+
+    async def _run_qemu(self, machine: Machine, argv: list[str], link: Transport) -> tuple[int, QmpSession]:
+        """QEMU's pid once it is set up, and a QMP session for it (connected when the launch needed
+        it to tell that QEMU is set up)."""
+        paths = machine.paths
+        if link.daemonize:
+            qemu = await spawn(argv)
+            session = self.watcher.event_session(machine)  # loads the QMP client while QEMU sets itself up
+            return await wait_launched(qemu, paths.pidfile, paths.qemu_log), session
+        child = spawn_detached(argv, paths.qemu_log)
+        session = self.watcher.event_session(machine)
+        try:
+            ready = session.connect(self._session_end(link), timeout=LAUNCH_TIMEOUT)  # it exits sooner on errors
+            return await wait_ready(child, paths.pidfile, paths.qemu_log, ready), session
+        except QemuError:
+            await session.close()
+            raise
+
+    def _session_end(self, link: Transport) -> Endpoint:
+        return link.qmp if self.watcher.watch else link.ctl
+
     async def _connect_and_go(self, machine: Machine, session: QmpSession, paused: bool) -> None:
         paths = machine.paths
         try:
-            await session.connect(paths.qmp_socket if self.watcher.watch else paths.ctl_socket)
+            if not session.connected:
+                await session.connect(self._session_end(machine.transport))
             if not paused:
                 await session.execute("cont")
         except QemuError as exc:

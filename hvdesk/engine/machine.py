@@ -10,6 +10,7 @@ from hvdesk.core.storage import VmEntry
 from hvdesk.engine.actions import Action, allows, refusal
 from hvdesk.engine.runtime import RunInfo, vm_paths
 from hvdesk.engine.states import VmState
+from hvdesk.qemu import transport as transports
 from hvdesk.qemu.vm_paths import VmPaths
 
 if TYPE_CHECKING:
@@ -62,6 +63,12 @@ class Machine:
         if self._paths is None or self._paths[0] != key:
             self._paths = (key, vm_paths(*key))
         return self._paths[1]
+
+    @property
+    def transport(self) -> transports.Transport:
+        """How to reach its QEMU, as its run info says (unix sockets without one: then, for a tcp
+        VM whose runtime folder was removed, they are missing, and that is the error shown)."""
+        return transports.from_dict(self.paths, self.run.transport if self.run is not None else None)
 
     def require(self, action: Action) -> None:
         """Raise StateError unless the VM's state allows `action` (the one table, in actions.py)."""

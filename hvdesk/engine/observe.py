@@ -61,8 +61,8 @@ def state_of(machine: Machine, status: str) -> tuple[VmState, str]:
 
 def control_socket_gone(machine: Machine) -> QemuError | None:
     """Why nothing can connect to the VM's running QEMU, if its control socket is gone."""
-    socket = machine.paths.ctl_socket
-    if socket.exists():
+    socket = machine.transport.ctl
+    if socket.present():
         return None
     return QemuError(f"cannot reach the QEMU of {machine.name!r} (pid {machine.pid}): its control socket "
                      f"{socket} is gone (was its runtime folder removed?); stop --force turns it off")

@@ -32,7 +32,8 @@ class RunInfo:
     class: `list` reads it and loads no dataclasses.)"""
 
     def __init__(self, pid: int, accel: str, accel_reason: str, started_at: float, argv: list[str],
-                 config: dict[str, Any] | None = None, paused: bool = False) -> None:
+                 config: dict[str, Any] | None = None, paused: bool = False,
+                 transport: dict[str, Any] | None = None) -> None:
         self.pid = pid
         self.accel = accel
         self.accel_reason = accel_reason
@@ -40,6 +41,7 @@ class RunInfo:
         self.argv = argv
         self.config = config if config is not None else {}  # the settings QEMU was started with (VmConfig.to_dict)
         self.paused = paused  # started with --paused: it stays in prelaunch on purpose
+        self.transport = transport if transport is not None else {}  # how to reach it (Transport.to_dict; {}: unix)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RunInfo) and vars(self) == vars(other)

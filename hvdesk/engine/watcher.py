@@ -143,13 +143,14 @@ class Watcher:
 
     async def _attach(self, machine: Machine) -> bool:
         """Hold the VM's event socket open and follow its events. False if another app holds it."""
-        if not machine.paths.qmp_socket.exists():  # its runtime folder was removed under it
+        endpoint = machine.transport.qmp
+        if not endpoint.present():  # its runtime folder was removed under it
             await self._query_status(machine)
             return False
         session = self.event_session(machine)
         events_before = self._state_events.get(machine.entry.folder, 0)
         try:
-            await session.connect(machine.paths.qmp_socket, timeout=2.0)
+            await session.connect(endpoint, timeout=2.0)
             status = await session.execute("query-status")
         except QemuError as exc:
             log.info("not watching %s: %s", machine.name, exc)
@@ -238,7 +239,7 @@ class Watcher:
             raise gone
         session = QmpSession(f"hvdesk-cli-{machine.name}")
         try:
-            await session.connect(machine.paths.ctl_socket, timeout=5.0)
+            await session.connect(machine.transport.ctl, timeout=5.0)
             yield session
         finally:
             await session.close()

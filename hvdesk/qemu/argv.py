@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from hvdesk.core.config import Disk, VmConfig
+from hvdesk.qemu import transport as transports
 from hvdesk.qemu.images import COW_FORMATS
+from hvdesk.qemu.transport import Transport
 from hvdesk.qemu.vm_paths import VmPaths
 
 BALLOON_ID = "balloon0"
@@ -29,6 +31,10 @@ class HostSetup:
     emulator: Path
     accel: str
     uefi_code: Path | None = None  # required when the VM's firmware is uefi
+    transport: Transport | None = None  # how QMP and VNC are reached; None: unix sockets in the runtime dir
+
+    def link(self, paths: VmPaths) -> Transport:
+        return self.transport or transports.unix(paths)
 
 
 Builder = Callable[[VmConfig, HostSetup, VmPaths], Iterator[str]]
@@ -80,7 +86,8 @@ def storage_slot(config: VmConfig, slot: int) -> dict[str, object]:
 
 def _base(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     yield from [str(host.emulator), "-name", opts(None, guest=config.name, debug_threads=True), "-uuid", config.uuid]
-    yield from ["-nodefaults", "-no-user-config", "-S", "-daemonize", "-msg", opts(None, timestamp=True)]
+    yield from ["-nodefaults", "-no-user-config", "-S", *(["-daemonize"] if host.link(paths).daemonize else [])]
+    yield from ["-msg", opts(None, timestamp=True)]
     yield from ["-pidfile", str(paths.pidfile), "-D", str(paths.qemu_log)]
 
 
@@ -105,8 +112,10 @@ def _firmware(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str
 
 
 def _monitors(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
-    for mon_id, sock in (("qmp", paths.qmp_socket), ("ctl", paths.ctl_socket)):
-        yield from ["-chardev", opts("socket", id=mon_id, path=sock, server=True, wait=False)]
+    link = host.link(paths)
+    for mon_id, end in (("qmp", link.qmp), ("ctl", link.ctl)):
+        where: dict[str, object] = {"path": end.path} if end.path is not None else {"host": end.host, "port": end.port}
+        yield from ["-chardev", opts("socket", id=mon_id, **where, server=True, wait=False)]
         yield from ["-mon", opts(None, chardev=mon_id, mode="control")]
 
 
@@ -120,10 +129,20 @@ def _display(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]
         yield from device(vga, id="video0")
     yield from ["-display", "none"]
     if config.display.vnc and vga:
-        yield from ["-vnc", opts(None, vnc=f"unix:{paths.vnc_socket}")]
+        yield from _vnc(host.link(paths))
     if config.display.tablet:
         yield from device("qemu-xhci", id="usb")
         yield from device("usb-tablet", id="tablet0", bus="usb.0")
+
+
+def _vnc(link: Transport) -> Iterator[str]:
+    if link.vnc.path is not None:
+        yield from ["-vnc", opts(None, vnc=f"unix:{link.vnc.path}")]
+        return
+    # tcp: the password from its 0600 file (never on the command line, which any local user can read)
+    yield from ["-object", opts("secret", id=transports.VNC_SECRET_ID, file=link.vnc_password_file, format="raw")]
+    display = link.vnc.port - transports.VNC_BASE_PORT
+    yield from ["-vnc", opts(None, vnc=f"{link.vnc.host}:{display}", password_secret=transports.VNC_SECRET_ID)]
 
 
 def _balloon(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:

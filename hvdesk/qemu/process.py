@@ -1,10 +1,15 @@
 """QEMU processes: launch detached, recognise ours again, end them.
 
-QEMU daemonizes itself (-daemonize): the launching process exits once the VM is set up, so
-start-up errors (a locked image, a bad option) arrive synchronously with QEMU's own message,
-the VM lives on in its own session when hvdesk exits, and hvdesk never has zombies to reap.
-QEMU removes its pidfile when it exits cleanly (guest power-off, quit, SIGTERM); a pidfile
-whose process is gone therefore means QEMU was killed or crashed.
+Two ways to launch (qemu/transport.py says which):
+- QEMU daemonizes itself (-daemonize): the launching process exits once the VM is set up, so
+  start-up errors (a locked image, a bad option) arrive synchronously with QEMU's own message,
+  the VM lives on in its own session when hvdesk exits, and hvdesk never has zombies to reap.
+- Windows has no -daemonize: QEMU is started as a detached child (its own process group, no
+  console; on POSIX its own session), its output into its log, and is set up once its QMP
+  socket answers; if it exits first, its log says why. A child that ends while hvdesk runs is
+  reaped by asyncio's child watcher.
+Either way QEMU writes its pidfile (-pidfile) and removes it when it exits cleanly (guest
+power-off, quit, SIGTERM); a pidfile whose process is gone therefore means QEMU was killed or crashed.
 """
 
 from __future__ import annotations
@@ -14,13 +19,20 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import QemuError
 
 if TYPE_CHECKING:
     import asyncio
+    import subprocess
+
+# Windows process creation flags (winbase.h), spelled out: subprocess defines them only on Windows.
+CREATE_NEW_PROCESS_GROUP = 0x00000200  # Ctrl+C in hvdesk's console does not reach QEMU
+DETACHED_PROCESS = 0x00000008  # no console of its own, and none inherited: it outlives hvdesk's
+_children: list[subprocess.Popen[bytes]] = []  # detached QEMUs this process started, reaped once they end
 
 _PREFIX = re.compile(r"^(\d{4}-\d\d-\d\dT\S+\s+)?(qemu-system-[^:]+: )?")
 LAUNCH_TIMEOUT = 60.0  # QEMU sets up the machine before the daemon's parent exits
@@ -47,7 +59,7 @@ async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, umask=0o077)
+            stderr=asyncio.subprocess.PIPE, **detach_options(sys.platform))
     except OSError as exc:
         raise QemuError(f"cannot run {argv[0]}: {exc.strerror}") from None
 
@@ -76,6 +88,58 @@ async def wait_launched(proc: asyncio.subprocess.Process, pidfile: Path, log: Pa
     return pid
 
 
+def spawn_detached(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start QEMU itself (no -daemonize), detached, its output appended to its log; then
+    wait_ready(). Plain Popen, not asyncio's: asyncio kills a child whose transport is closed."""
+    import subprocess  # here: `list` and `info` never start a process
+
+    try:
+        with open(log, "ab") as output:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                     **detach_options(sys.platform))
+    except OSError as exc:
+        raise QemuError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    _children.append(child)
+    return child
+
+
+def detach_options(platform: str) -> dict[str, Any]:
+    """How a QEMU is started so that it outlives hvdesk: its own session on POSIX (no terminal's
+    signals reach it); on Windows its own process group and no console."""
+    if platform == "win32":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS}
+    return {"start_new_session": True, "umask": 0o077}
+
+
+async def wait_ready(child: subprocess.Popen[bytes], pidfile: Path, log: Path, ready: Awaitable[object]) -> int:
+    """The pid of a detached QEMU (spawn_detached) once `ready` is done (its QMP socket answered:
+    QEMU has set the machine up), or QemuError with its message if it exits first."""
+    import asyncio
+
+    readiness = asyncio.ensure_future(ready)
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    try:
+        while not readiness.done() and child.poll() is None and time.monotonic() < deadline:
+            await asyncio.wait({readiness}, timeout=0.02)
+    finally:
+        readiness.cancel()
+        await asyncio.gather(readiness, return_exceptions=True)  # ended before the caller closes its session
+    if child.returncode is not None:
+        message = log_tail(log)
+        raise QemuError(first_error(message) or f"QEMU exited with code {child.returncode}", message)
+    if not readiness.done():
+        child.kill()
+        raise QemuError(f"QEMU did not finish starting within {LAUNCH_TIMEOUT:.0f} s", log_tail(log))
+    error = readiness.exception()
+    if error is not None:  # its socket never answered: a QEMU of no use
+        child.kill()
+        raise error
+    pid = read_pid(pidfile)
+    if pid != child.pid or not is_alive(pid):
+        raise QemuError("QEMU started but its pidfile does not name it", log_tail(log))
+    return pid
+
+
 def first_error(message: str) -> str:
     """QEMU's first message line, without its timestamp and program-name prefix."""
     for line in message.splitlines():
@@ -94,6 +158,7 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def is_alive(pid: int) -> bool:
+    _reap()
     if sys.platform == "linux":
         return _linux_state(pid) not in (None, "Z", "X")
     import psutil  # elsewhere only: on Linux /proc answers without psutil's import (~10 ms per CLI command)
@@ -102,6 +167,13 @@ def is_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _reap() -> None:
+    """Collect the exit of detached QEMUs we started (a POSIX child that ended stays a zombie
+    until its parent waits for it)."""
+    if _children:
+        _children[:] = [child for child in _children if child.poll() is None]
 
 
 def is_our_qemu(pid: int, uuid: str) -> bool:

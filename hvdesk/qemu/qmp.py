@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hvdesk.core.errors import QemuError
+from hvdesk.qemu.transport import Endpoint
 
 EventCallback = Callable[[str, dict[str, Any], float], None]  # name, data, QEMU's timestamp (s)
 
@@ -34,8 +35,10 @@ class QmpSession:
     def connected(self) -> bool:
         return self._client.runstate == self._qmp.Runstate.RUNNING
 
-    async def connect(self, socket_path: Path, timeout: float = 10.0) -> None:
-        """Connect and negotiate; retry while the socket is not there yet or is busy."""
+    async def connect(self, where: Endpoint | Path, timeout: float = 10.0) -> None:
+        """Connect and negotiate; retry while the socket is not there yet or is busy. `where`: a
+        unix socket, or an endpoint of either kind (qemu/transport.py)."""
+        socket_path = where if isinstance(where, Endpoint) else Endpoint(where)  # str(): the path, or tcp:host:port
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last_error: Exception | None = None
@@ -46,7 +49,7 @@ class QmpSession:
                 detail = f" ({_why(cause)})" if cause is not None else ""
                 raise QemuError(f"QEMU's control socket {socket_path} did not answer within {timeout:g} s{detail}")
             try:
-                await asyncio.wait_for(self._client.connect(str(socket_path)), remaining)
+                await asyncio.wait_for(self._client.connect(socket_path.address), remaining)
                 self._ended_by = None
                 return
             except (self._qmp.QMPError, OSError, asyncio.TimeoutError) as exc:

@@ -148,14 +148,14 @@ class Client(QMPClient):
     # -- qemu.qmp's hooks ---------------------------------------------------------------------
 
     async def _do_connect(self, address: Any, ssl: Any = None) -> None:
-        """A unix socket (QEMU's, here) gets the reader that hands replies over (qmp_replies)."""
-        if not isinstance(address, str) or ssl is not None:
+        """A unix socket path or a (host, port) (QEMU's, here) gets the reader that hands replies
+        over (qmp_replies)."""
+        if ssl is not None or not isinstance(address, (str, tuple)):
             await super()._do_connect(address, ssl)
             return
         self._set_state(Runstate.CONNECTING)
         await asyncio.sleep(0)  # as qemu.qmp: let runstate watchers see CONNECTING
-        self._reader, self._writer = await qmp_replies.open_unix_connection(address, self.readbuflen,
-                                                                            self._take_reply)
+        self._reader, self._writer = await qmp_replies.open_connection(address, self.readbuflen, self._take_reply)
 
     async def _do_recv(self) -> Any:
         """One message, parsed once into a dict (qemu.qmp's own parse, with its errors for what is

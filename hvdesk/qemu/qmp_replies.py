@@ -34,11 +34,14 @@ class ReplyTap(asyncio.StreamReader):
         super().feed_data(data)
 
 
-async def open_unix_connection(path: str, limit: int,
-                               take: Callable[[bytes], bool]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """asyncio.open_unix_connection with a ReplyTap as the reader."""
+async def open_connection(address: str | tuple[str, int], limit: int,
+                          take: Callable[[bytes], bool]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio's open_unix_connection (a path) or open_connection (host, port), with a ReplyTap as the reader."""
     loop = asyncio.get_running_loop()
     reader = ReplyTap(take, limit)
     protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.create_unix_connection(lambda: protocol, path)
+    if isinstance(address, str):
+        transport, _ = await loop.create_unix_connection(lambda: protocol, address)
+    else:
+        transport, _ = await loop.create_connection(lambda: protocol, *address)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from hvdesk.core.errors import QemuError
+from hvdesk.qemu.transport import Endpoint
 
 MAX_LINE = 1 << 20  # a QMP message longer than this is not one QEMU would send for these commands
 
 
-def query_status(socket_path: Path, timeout: float = 5.0) -> str:
-    """QEMU's run state ("running", "paused", "prelaunch", "io-error", ...)."""
+def query_status(where: Endpoint | Path, timeout: float = 5.0) -> str:
+    """QEMU's run state ("running", "paused", "prelaunch", "io-error", ...). `where`: a unix socket,
+    or an endpoint of either kind (qemu/transport.py)."""
+    socket_path = where if isinstance(where, Endpoint) else Endpoint(where)  # str(): the path, or tcp:host:port
     reply = _ask(socket_path, "query-status", timeout)
     status = reply.get("status") if isinstance(reply, dict) else None
     if not isinstance(status, str):
@@ -29,12 +32,13 @@ def query_status(socket_path: Path, timeout: float = 5.0) -> str:
     return status
 
 
-def _ask(socket_path: Path, command: str, timeout: float) -> Any:
+def _ask(socket_path: Endpoint, command: str, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    family = socket.AF_UNIX if socket_path.path is not None else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         try:
             sock.settimeout(timeout)
-            sock.connect(str(socket_path))
+            sock.connect(socket_path.address)
             stream = sock.makefile("rb")
             greeting = _message(stream, sock, deadline)
             if "QMP" not in greeting:
@@ -50,7 +54,7 @@ def _ask(socket_path: Path, command: str, timeout: float) -> Any:
                             f"{exc.strerror or exc}") from None
 
 
-def _reply(stream: Any, sock: socket.socket, deadline: float, socket_path: Path, command: str) -> Any:
+def _reply(stream: Any, sock: socket.socket, deadline: float, socket_path: Endpoint, command: str) -> Any:
     """The next answer to a command, skipping the events that come first."""
     while True:
         message = _message(stream, sock, deadline)
@@ -85,5 +89,5 @@ def _message(stream: Any, sock: socket.socket, deadline: float) -> dict[str, Any
     return message
 
 
-def _not_qmp(socket_path: Path, why: str) -> QemuError:
+def _not_qmp(socket_path: Endpoint, why: str) -> QemuError:
     return QemuError(f"QEMU's control socket {socket_path} does not speak QMP ({why})")

@@ -20,6 +20,7 @@ from hvdesk.engine.manager import Manager
 from hvdesk.qemu.discovery import qemu_processes
 from hvdesk.qemu.process import is_alive, read_pid
 from hvdesk.qemu.qmp import QmpSession
+from hvdesk.qemu.transport import Endpoint, default_kind
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 
 BOOT_TIMEOUT = 90.0  # generous: CI machines are shared and TCG is slow
@@ -150,10 +151,24 @@ async def wait_until(predicate, timeout: float = 30.0, what: str = "condition") 
         await asyncio.sleep(0.05)
 
 
+def endpoint(text: str) -> Endpoint:
+    """An endpoint as `hvdesk info --json` names it: a socket path, or tcp:127.0.0.1:PORT."""
+    if text.startswith("tcp:"):
+        host, port = text[4:].rsplit(":", 1)
+        assert host == "127.0.0.1", text  # loopback only
+        return Endpoint(port=int(port))
+    return Endpoint(Path(text))
+
+
+def transport_kind() -> str:
+    """The transport the tests run under (HVDESK_TRANSPORT; bootstrap.sh runs some modules under tcp too)."""
+    return default_kind()
+
+
 async def qmp_call(machine, command: str, arguments: dict | None = None):
     """A command on the VM's short-command socket, independent of the engine under test."""
     session = QmpSession("test")
-    await session.connect(machine.paths.ctl_socket)
+    await session.connect(machine.transport.ctl)
     try:
         return await session.execute(command, arguments)
     finally:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from hvdesk.core.paths import runtime_root
 from hvdesk.qemu.process import is_alive, read_pid
 from hvdesk.qemu.qmp import QmpSession
-from tests.integration.conftest import wait_for_serial, wait_until
+from tests.integration.conftest import endpoint, transport_kind, wait_for_serial, wait_until
 
 pytestmark = pytest.mark.qemu
 
@@ -45,7 +46,8 @@ async def test_full_cycle_through_the_cli(cli_home, tiny_guest):
     assert info["accelerator"] == {"name": "tcg", "reason": "set by HVDESK_ACCEL=tcg", "in_use": True}
     assert (info["memory_mib"], info["cpus"], info["os"]) == (256, 2, "other")
     assert info["disks"][0]["format"] == "qcow2" and info["disks"][0]["virtual_size"] == 1024**3
-    assert set(info["sockets"]) == {"qmp", "ctl", "vnc"}
+    assert set(info["sockets"]) == {"transport", "qmp", "ctl", "vnc"}
+    assert info["sockets"]["transport"] == transport_kind()
     await wait_for_serial(Path(info["serial_log"]), tiny_guest.marker)
 
     listed = json.loads(hv("list", "--json").stdout)
@@ -228,14 +230,15 @@ async def test_tpm_vm_starts_from_a_folder_with_a_comma(cli_home, tiny_guest, tm
     info = json.loads(hv("info", "tpm vm", "--json").stdout)
     await wait_for_serial(Path(info["serial_log"]), tiny_guest.marker)
     session = QmpSession("test")
-    await session.connect(Path(info["sockets"]["ctl"]))
+    await session.connect(endpoint(info["sockets"]["ctl"]))
     try:
         (tpm,) = await session.execute("query-tpm")
     finally:
         await session.close()
     assert (tpm["id"], tpm["model"], tpm["options"]["type"]) == ("tpm0", "tpm-crb", "emulator")
     assert any((folder / "tpm").iterdir()), "swtpm keeps its state in the VM's folder"
-    swtpm = read_pid(Path(info["sockets"]["ctl"]).with_name("swtpm.pid"))
+    (swtpm_pidfile,) = runtime_root().glob("*/swtpm.pid")
+    swtpm = read_pid(swtpm_pidfile)
     assert is_alive(swtpm)
     done = hv("stop", "tpm vm", "--force", "--timeout", "0")
     assert done.returncode == 0, done.stderr

@@ -8,6 +8,8 @@ import json
 import re
 
 from hvdesk.core.config import VmConfig
+from hvdesk.qemu import transport as transports
+from hvdesk.qemu.transport import Transport
 from hvdesk.qemu.vm_paths import VmPaths
 from tests.unit.qemu_syntax import parse_options
 
@@ -19,17 +21,18 @@ KEY_VALUE_OPTIONS: dict[str, tuple[str | None, set[str]]] = {
     "-accel": ("accel", {"accel"}),
     "-m": ("size", {"size"}),
     "-smp": ("cpus", {"cpus"}),
-    "-chardev": ("backend", {"backend", "id", "path", "server", "wait"}),
+    "-chardev": ("backend", {"backend", "id", "path", "host", "port", "server", "wait"}),
     "-mon": (None, {"chardev", "mode"}),
     "-display": ("type", {"type"}),
-    "-vnc": ("vnc", {"vnc"}),
+    "-vnc": ("vnc", {"vnc", "password-secret"}),
+    "-object": ("qom-type", {"qom-type", "id", "file", "format"}),
     "-netdev": ("type", {"type", "id", "hostfwd"}),
     "-device": ("driver", {"driver", "id", "bus", "unit", "drive", "bootindex", "netdev", "mac", "romfile",
                            "deflate-on-oom", "free-page-reporting", "tpmdev"}),
     "-tpmdev": ("type", {"type", "id", "chardev"}),
 }
 PLAIN_VALUES = {"-uuid", "-pidfile", "-D", "-cpu", "-serial", "-kernel", "-initrd", "-append", "-blockdev"}
-SWITCHES = {"-nodefaults", "-no-user-config", "-S", "-daemonize"}
+SWITCHES = {"-nodefaults", "-no-user-config", "-S", "-daemonize"}  # -daemonize: the unix transport only
 # Image formats and the file protocol; never vvfat, nbd, ssh, http(s), host_device, blkdebug...
 BLOCK_DRIVERS = {"file", "raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "parallels", "dmg"}
 BLOCKDEV_KEYS = {"driver", "filename", "file", "node-name", "discard", "read-only", "backing"}
@@ -51,11 +54,14 @@ def split_argv(argv: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def check_argv(config: VmConfig, paths: VmPaths, argv: list[str], uefi_code: str | None = None) -> None:
+def check_argv(config: VmConfig, paths: VmPaths, argv: list[str], uefi_code: str | None = None,
+               link: Transport | None = None) -> None:
     assert not any("\0" in arg for arg in argv), "a NUL cannot pass through exec()"
+    link = link or transports.unix(paths)
     options = split_argv(argv)
-    chardev_paths = {"qmp": str(paths.qmp_socket), "ctl": str(paths.ctl_socket), "serial0": str(paths.serial_log),
-                     "tpm0-sock": str(paths.tpm_socket)}
+    assert ("-daemonize" in argv) == (link.kind == "unix")
+    chardev_paths = {"serial0": str(paths.serial_log), "tpm0-sock": str(paths.tpm_socket)}
+    monitors = {"qmp": link.qmp, "ctl": link.ctl}
     files = {str(paths.resolve(d.path)) for d in config.disks} | {str(paths.uefi_vars)}
     files |= {str(paths.resolve(b.path)) for d in config.disks for b in d.backing}
     if config.cdrom is not None and config.cdrom.iso:
@@ -82,10 +88,19 @@ def check_argv(config: VmConfig, paths: VmPaths, argv: list[str], uefi_code: str
         got = dict(pairs)
         if flag == "-name":
             assert got["guest"] == config.name
+        elif flag == "-chardev" and got["id"] in monitors:
+            end = monitors[got["id"]]
+            where = {"path": str(end.path)} if end.path else {"host": "127.0.0.1", "port": str(end.port)}
+            assert got == {"backend": "socket", "id": got["id"], **where, "server": "on", "wait": "off"}, value
         elif flag == "-chardev":
             assert got["path"] == chardev_paths[got["id"]], (value, got)
-        elif flag == "-vnc":
-            assert got == {"vnc": f"unix:{paths.vnc_socket}"}
+        elif flag == "-vnc" and link.kind == "unix":
+            assert got == {"vnc": f"unix:{link.vnc.path}"}
+        elif flag == "-vnc":  # loopback only, the password from the secret below
+            assert got == {"vnc": f"127.0.0.1:{link.vnc.port - 5900}", "password-secret": "vnc-password"}, value
+        elif flag == "-object":  # the VNC password, read by QEMU from its private file
+            assert got == {"qom-type": "secret", "id": "vnc-password", "file": str(link.vnc_password_file),
+                           "format": "raw"}, value
         elif flag == "-netdev":
             assert keys.count("type") == keys.count("id") == 1
             netdevs.append([v for k, v in pairs if k == "hostfwd"])

@@ -1,12 +1,14 @@
 """Golden command lines for representative VMs. After an intended change, run
 `pytest tests/unit/test_argv_golden.py --regenerate-golden` and review the diff of tests/golden/argv."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hvdesk.core.config import BackingImage, Balloon, CdDrive, Disk, Display, KernelBoot, Nic, PortForward, VmConfig
 from hvdesk.qemu.argv import HostSetup, build_argv
+from hvdesk.qemu.transport import Endpoint, Transport
 from hvdesk.qemu.vm_paths import VmPaths
 from tests.unit.argv_check import check_argv
 
@@ -39,16 +41,26 @@ CASES = {
 }
 
 
-def argv_for(config: VmConfig) -> list[str]:
+# The tcp transport (Windows' default; HVDESK_TRANSPORT=tcp elsewhere): fixed ports for the golden files.
+TCP_CASES = {"bios-minimal-tcp": "bios-minimal", "kernel-boot-headless-tcp": "kernel-boot-headless"}
+
+
+def tcp_link(paths: VmPaths) -> Transport:
+    return Transport("tcp", Endpoint(port=45001), Endpoint(port=45002), Endpoint(port=45003),
+                     paths.run_dir / "vnc.pass")
+
+
+def argv_for(config: VmConfig, tcp: bool = False) -> list[str]:
     host = HostSetup(Path("/usr/bin/qemu-system-x86_64"), "tcg", uefi_code=Path("/usr/share/OVMF/OVMF_CODE_4M.fd"))
     paths = VmPaths(vm_dir=Path("/home/u/.local/share/hvdesk/VMs") / config.name,
                     run_dir=Path("/run/user/1000/hvdesk/0f0f0f0f") / config.uuid)
-    return build_argv(config, host, paths)
+    return build_argv(config, replace(host, transport=tcp_link(paths) if tcp else None), paths)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES) + sorted(TCP_CASES))
 def test_argv_matches_golden(case, regenerate):
-    text = "\n".join(argv_for(CASES[case])) + "\n"
+    config = CASES[TCP_CASES.get(case, case)]
+    text = "\n".join(argv_for(config, tcp=case in TCP_CASES)) + "\n"
     golden = GOLDEN / f"{case}.argv"
     if regenerate:
         golden.parent.mkdir(parents=True, exist_ok=True)
@@ -101,11 +113,13 @@ def test_odd_paths_keep_every_option_intact():
     check_argv(config, paths, argv, uefi)
 
 
-def test_every_golden_case_passes_the_option_check():
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+def test_every_golden_case_passes_the_option_check(tcp):
     for config in CASES.values():
         paths = odd_paths(config)
-        argv = build_argv(config, HostSetup(Path("/q"), "tcg", uefi_code=Path("/fw")), paths)
-        check_argv(config, paths, argv, "/fw")
+        link = tcp_link(paths) if tcp else None
+        argv = build_argv(config, HostSetup(Path("/q"), "tcg", uefi_code=Path("/fw"), transport=link), paths)
+        check_argv(config, paths, argv, "/fw", link)
 
 
 def test_home_of_an_unknown_user_is_left_as_written():
