@@ -61,6 +61,8 @@ def runtime_base() -> Path:
         return Path(os.environ["XDG_RUNTIME_DIR"]) / APP
     import tempfile  # here: only without XDG_RUNTIME_DIR (see _user_dir for why it costs)
 
+    if not hasattr(os, "getuid"):  # Windows: %TEMP% is already under the user's own profile
+        return Path(tempfile.gettempdir()) / APP
     return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
 
 
@@ -120,7 +122,8 @@ def _check_owned(path: Path, what: str, *, allow_group_read: bool = False) -> No
                           "(remove it, or set HVDESK_RUNTIME_DIR)")
     if not stat.S_ISDIR(info.st_mode):
         raise HvdeskError(f"{what} {path} is not a folder; refusing to put private files there")
-    if info.st_uid != os.getuid():
+    # (Windows has no uids, and owner-only access there is the profile folder's ACL, not a mode.)
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
         raise HvdeskError(f"{what} {path} belongs to another user (uid {info.st_uid}); refusing to put private "
                           "files there (remove it, or set HVDESK_RUNTIME_DIR)")
     loose = 0o022 if allow_group_read else 0o077

@@ -225,8 +225,10 @@ async def wait_gone(pid: int, timeout: float, poll: float = 0.05) -> bool:
 
 
 async def terminate(pid: int, grace: float = 5.0) -> None:
-    """SIGTERM (QEMU exits cleanly and removes its pidfile), then SIGKILL after `grace` s."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    """SIGTERM (QEMU exits cleanly and removes its pidfile), then SIGKILL after `grace` s. (Windows
+    has no SIGKILL: os.kill ends the process there, with either signal.)"""
+    kill = getattr(signal, "SIGKILL", signal.SIGTERM)
+    for sig, wait in ((signal.SIGTERM, grace), (kill, 5.0)):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:

@@ -35,3 +35,16 @@ def test_the_runtime_key_is_sha256_whichever_module_computes_it():
 
     for data in (b"", b"/home/u/.local/share/hvdesk", "/tmp/é".encode()):
         assert _sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_without_uids_the_runtime_folder_is_per_profile_and_no_owner_is_compared(monkeypatch, tmp_path):
+    """Windows has no os.getuid (mocked by removing it: Windows cannot run here). Its temp folder is
+    already under the user's profile; the folder checks must not call getuid."""
+    import tempfile
+
+    monkeypatch.delenv("HVDESK_RUNTIME_DIR", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.delattr(paths.os, "getuid")
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    assert paths.runtime_base() == tmp_path / "hvdesk"
+    assert paths.make_private_dir(tmp_path / "data" / "VMs").is_dir()
