@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.digests import MEMO_FILE, Digest, Memo
 from hvdesk.core.errors import ConfigError, HvdeskError, NotFoundError
@@ -116,9 +116,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def remove_tree(path: Path, *, ignore_errors: bool = False) -> None:
+    """Remove a folder and what it holds. What vanishes meanwhile is no error: another hvdesk may
+    be tidying the same folder (a deleted VM's .gone- folder, found by remove_abandoned)."""
     import shutil  # here: with the compressors it loads, a tenth of `hvdesk list`, which removes nothing
 
-    shutil.rmtree(path, ignore_errors=ignore_errors)
+    def tolerate_vanished(function: object, name: str, exc_info: Any) -> None:  # (type, error, traceback)
+        if not isinstance(exc_info[1], FileNotFoundError):
+            raise exc_info[1]
+
+    shutil.rmtree(path, ignore_errors=ignore_errors, onerror=tolerate_vanished)
 
 
 def read_config(folder: Path) -> VmConfig:

@@ -151,3 +151,32 @@ def test_every_write_of_a_vm_toml_changes_its_stamp(tmp_path):
     os.utime(replacement, ns=(status.st_atime_ns, status.st_mtime_ns))
     replacement.replace(config)
     assert config_stamp(tmp_path) not in (0, first, second)
+
+
+def test_a_tree_removed_by_two_processes_at_once_is_no_error(tmp_path, monkeypatch):
+    """A delete removes its .gone- folder while another hvdesk's remove_abandoned removes the same:
+    whichever comes second finds files gone under it, and must not fail the delete."""
+    import shutil
+
+    from hvdesk.core.storage import remove_tree
+
+    tree = tmp_path / ".gone-x" / "vm"
+    tree.mkdir(parents=True)
+    for name in ("disk0.qcow2", "vm.toml"):
+        (tree / name).write_bytes(b"x")
+    real_unlink = os.unlink
+
+    def racing_unlink(path, *args, **kwargs):  # the other process took this file first
+        if str(path).endswith("disk0.qcow2") or getattr(path, "name", "") == "disk0.qcow2":
+            real_unlink(path, *args, **kwargs)
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil.os, "unlink", racing_unlink)
+    remove_tree(tmp_path / ".gone-x")
+    assert not (tmp_path / ".gone-x").exists()
+    (tmp_path / "kept").mkdir()
+    monkeypatch.setattr(shutil.os, "unlink", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    (tmp_path / "kept" / "f").write_bytes(b"x")
+    with pytest.raises(PermissionError):
+        remove_tree(tmp_path / "kept")
