@@ -1,7 +1,7 @@
 """Finding QEMU's programs and their versions.
 
 Search order: HVDESK_QEMU_DIR alone when set (a private build, or tests); else PATH, then the
-places installers put QEMU on each OS.
+places installers put QEMU on each OS (on Windows, QEMU's installer folder first, then PATH).
 """
 
 from __future__ import annotations
@@ -77,11 +77,12 @@ def find_program(name: str) -> Path:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
         raise QemuMissingError(f"{name} not found in HVDESK_QEMU_DIR={override}")
+    # Windows: QEMU's own installer folder before PATH (which rarely holds QEMU there); elsewhere
+    # PATH first, then the folders a GUI app's PATH may lack (Homebrew's).
+    known = [Path(folder) / exe for folder in KNOWN_DIRS.get(sys.platform, [])]
     found = shutil.which(exe)
-    if found:
-        return Path(found)
-    for folder in KNOWN_DIRS.get(sys.platform, []):
-        candidate = Path(folder) / exe
+    on_path = [Path(found)] if found else []
+    for candidate in [*known, *on_path] if sys.platform == "win32" else [*on_path, *known]:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise QemuMissingError(f"QEMU is not installed: {name} not found ({install_hint()})")

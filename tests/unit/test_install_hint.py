@@ -31,3 +31,33 @@ def test_each_distribution_gets_its_command(tmp_path, os_release, expected):
 
 def test_a_missing_os_release_still_gives_advice(tmp_path):
     assert "qemu-system-x86" in binaries.install_hint(tmp_path / "none")
+
+
+def test_windows_looks_in_qemus_installer_folder_before_path(monkeypatch, tmp_path):
+    """Windows cannot run here: sys.platform and the folder are mocked. A qemu-img.exe on PATH and
+    one in QEMU's installer folder: the installer's wins; elsewhere PATH wins."""
+    import os
+    import stat
+
+    from hvdesk.qemu import binaries
+
+    installed, on_path = tmp_path / "Program Files" / "qemu", tmp_path / "bin"
+    for folder in (installed, on_path):
+        folder.mkdir(parents=True)
+        exe = folder / "qemu-img.exe"
+        exe.write_text("")
+        exe.chmod(stat.S_IRWXU)
+    monkeypatch.delenv("HVDESK_QEMU_DIR", raising=False)
+    monkeypatch.setenv("PATH", str(on_path))
+    monkeypatch.setitem(binaries.KNOWN_DIRS, "win32", [str(installed)])
+    monkeypatch.setitem(binaries.KNOWN_DIRS, "linux", [str(installed)])
+    monkeypatch.setattr(binaries.sys, "platform", "win32")
+    monkeypatch.setattr(binaries.shutil, "which", lambda name: str(on_path / name) if os.path.exists(on_path / name)
+                        else None)
+    assert binaries.find_program("qemu-img") == installed / "qemu-img.exe"
+    monkeypatch.setattr(binaries.sys, "platform", "linux")
+    (on_path / "qemu-img").write_text("")
+    (on_path / "qemu-img").chmod(stat.S_IRWXU)
+    (installed / "qemu-img").write_text("")
+    (installed / "qemu-img").chmod(stat.S_IRWXU)
+    assert binaries.find_program("qemu-img") == on_path / "qemu-img"
