@@ -20,6 +20,7 @@ from hvdesk import __version__
 from hvdesk.core import checks
 from hvdesk.core.errors import ConfigError
 from hvdesk.core.names import validate_name
+from hvdesk.core.paths import sha256_hex
 
 if TYPE_CHECKING:
     from hvdesk.core.config import VmConfig
@@ -42,13 +43,15 @@ class Digest(NamedTuple):
 
 
 def _code_key() -> str:
+    """The version, and the validating sources' content where there are sources (not in a frozen
+    bundle): two installs of one hvdesk (a wheel, a checkout) share a memo, edited code does not."""
     here = os.path.dirname(__file__)
     parts = [__version__, str(sys.hexversion)]
     for name in _VALIDATORS:
         try:
-            status = os.stat(os.path.join(here, name))
-            parts.append(f"{status.st_mtime_ns}:{status.st_size}")
-        except OSError:  # a frozen bundle has no sources: its version is the key
+            with open(os.path.join(here, name), "rb") as source:
+                parts.append(sha256_hex(source.read())[:16])
+        except OSError:
             parts.append("-")
     return " ".join(parts)
 

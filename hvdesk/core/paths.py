@@ -68,7 +68,7 @@ def runtime_base() -> Path:
 
 def runtime_root() -> Path:
     """A private folder for sockets and pid files, one per data dir (so two libraries never meet)."""
-    library_key = _sha256_hex(str(data_dir()).encode())[:8]
+    library_key = sha256_hex(str(data_dir()).encode())[:8]
     root = runtime_base() / library_key
     if len(str(root)) + 1 + 36 > MAX_SOCKET_DIR:  # + "/<uuid>"
         raise HvdeskError(
@@ -77,7 +77,7 @@ def runtime_root() -> Path:
     return root
 
 
-def _sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     """SHA-256 from CPython's own module where there is one: hashlib loads OpenSSL first, a few ms
     of every command (`hvdesk list` aims at ~60 ms in all). Same digest either way."""
     for module in ("_sha2", "_sha256"):  # 3.12+, 3.11

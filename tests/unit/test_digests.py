@@ -4,6 +4,7 @@ vm.toml, any change is seen, and a memo that is stale, foreign or tampered with 
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -137,3 +138,19 @@ def test_a_memo_that_cannot_be_written_costs_nothing_but_time(lib, reads, monkey
     assert [e.name for e in lib.scan()] == ["alpha", "beta"]
     assert [e.name for e in lib.scan()] == ["alpha", "beta"]
     assert not any(p.name.endswith(".tmp") for p in lib.root.iterdir())
+
+
+def test_the_memo_key_follows_the_validating_code_not_where_it_is_installed(tmp_path, monkeypatch):
+    import shutil
+
+    from hvdesk.core import digests
+
+    here = digests._code_key()
+    for copy in ("a", "b"):
+        (tmp_path / copy).mkdir()
+        for name in digests._VALIDATORS:
+            shutil.copyfile(os.path.join(os.path.dirname(digests.__file__), name), tmp_path / copy / name)
+    monkeypatch.setattr(digests, "__file__", str(tmp_path / "a" / "digests.py"))
+    assert digests._code_key() == here  # another install of the same code
+    (tmp_path / "a" / "checks.py").write_text("# a rule changed\n", encoding="utf-8")
+    assert digests._code_key() != here

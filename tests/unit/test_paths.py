@@ -31,10 +31,10 @@ def test_user_folders_are_platformdirs_ones(monkeypatch, tmp_path, data_home, ca
 def test_the_runtime_key_is_sha256_whichever_module_computes_it():
     import hashlib
 
-    from hvdesk.core.paths import _sha256_hex
+    from hvdesk.core.paths import sha256_hex
 
     for data in (b"", b"/home/u/.local/share/hvdesk", "/tmp/é".encode()):
-        assert _sha256_hex(data) == hashlib.sha256(data).hexdigest()
+        assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
 
 
 def test_without_uids_the_runtime_folder_is_per_profile_and_no_owner_is_compared(monkeypatch, tmp_path):
