@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hvdesk.core.errors import ConfigError
-from hvdesk.qemu import hostcache, probe_firmware
+from hvdesk.qemu import hostcache
 
 HARDWARE_ACCEL = {"linux": "kvm", "darwin": "hvf", "win32": "whpx"}
 ACCEL_NAMES = {"kvm": "KVM", "hvf": "Hypervisor.framework", "whpx": "Windows Hypervisor Platform", "tcg": "TCG"}
@@ -130,6 +130,8 @@ def probe(emulator: Path, accel: str) -> ProbeResult:
 def run_test_guest(emulator: Path, accel: str, limit: float = PROBE_TIMEOUT) -> GuestRun:
     """Run the probe firmware under `accel` with the CPU model a VM would get. It has PROBE_TIMEOUT to
     reach long mode, then `limit` seconds to finish; ok only if it wrote EXIT_OK to the debug-exit port."""
+    from hvdesk.qemu import probe_firmware  # here: only a first start probes (its assembler tables cost every start)
+
     with tempfile.TemporaryDirectory(prefix="hvdesk-probe-") as tmp:
         firmware, mark, errors = Path(tmp) / "probe.bin", Path(tmp) / "long-mode", Path(tmp) / "stderr"
         firmware.write_bytes(probe_firmware.image())

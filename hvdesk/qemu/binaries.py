@@ -7,7 +7,6 @@ places installers put QEMU on each OS (on Windows, QEMU's installer folder first
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -64,8 +63,15 @@ _VERSION = re.compile(r"version (\d+\.\d+(?:\.\d+)?)")
 
 
 def host_arch() -> str:
-    machine = platform.machine().lower()
+    # os.uname() where there is one (POSIX): the platform module's import costs a few ms of every start
+    machine = (os.uname().machine if hasattr(os, "uname") else _platform_machine()).lower()
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def _platform_machine() -> str:
+    import platform
+
+    return platform.machine()
 
 
 def find_program(name: str) -> Path:

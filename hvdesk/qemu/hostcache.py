@@ -13,15 +13,22 @@ CACHE_FILE = "qemu-host.json"
 FORMAT = 1
 
 
-def binary_key(binary: Path, topic: str) -> str:
-    import platform  # here: `hvdesk list` reads no cache
+def kernel_release() -> str:
+    """platform.release(), without the platform module's import where os.uname() says it (POSIX)."""
+    if hasattr(os, "uname"):
+        return os.uname().release
+    import platform
 
+    return platform.release()
+
+
+def binary_key(binary: Path, topic: str) -> str:
     try:
         stat = binary.stat()
         identity = f"{binary}:{stat.st_size}:{int(stat.st_mtime)}"
     except OSError:
         identity = str(binary)
-    return f"v{FORMAT}|{topic}|{identity}|{platform.release()}"
+    return f"v{FORMAT}|{topic}|{identity}|{kernel_release()}"
 
 
 def known(cache_dir: Path | None, key: str) -> bool:
