@@ -105,13 +105,15 @@ class Client(QMPClient):
     async def execute_many(self, commands: Sequence[tuple[str, Mapping[str, object] | None]], *,
                            timeout: float | None = None) -> list[object]:
         """Several commands in one write, their return values in order; the first that fails
-        raises as execute() would. One write is one wake-up of QEMU (and one send(), the dearest
-        system call of a command here: ~0.2-0.4 ms of CPU on this kind of host); QEMU answers the
-        commands of a stream one after another, in order."""
+        raises as execute() would, and TimeoutError when not all are answered within `timeout` s.
+        One write is one send() and one wake-up of QEMU (the send() of a command, which wakes
+        QEMU, is its dearest system call here); QEMU answers a stream's commands in order."""
         msgs = [self._message(cmd, arguments) for cmd, arguments in commands]
         replies = self._write_commands(msgs)
+        # one timer for them all (under qasync each timer is a Qt timer, which fires even cancelled)
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire_all, replies)
         try:
-            answers = [await _within(reply, timeout) for reply in replies]
+            answers = [await reply for reply in replies]
         except BaseException:
             for reply in replies:  # the rest are not awaited: their late replies or errors go unheard
                 if not reply.done():
@@ -119,6 +121,9 @@ class Client(QMPClient):
                 elif not reply.cancelled():
                     reply.exception()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         return [_result(answer, msg) for answer, msg in zip(answers, msgs, strict=True)]
 
     def _message(self, cmd: str, arguments: Mapping[str, object] | None, oob: bool = False) -> dict[str, object]:
@@ -212,6 +217,11 @@ class Client(QMPClient):
 def _expire(reply: asyncio.Future[Any]) -> None:
     if not reply.done():
         reply.set_exception(TimeoutError())
+
+
+def _expire_all(replies: list[asyncio.Future[Any]]) -> None:
+    for reply in replies:
+        _expire(reply)
 
 
 async def _within(reply: asyncio.Future[dict[str, Any]], timeout: float | None) -> dict[str, Any]:
