@@ -1,5 +1,5 @@
 """Qt and pyqtgraph loaded without two heaps they would otherwise leave behind for good (app RSS
-with 8 VMs ~17 MiB less, measured); `hvdesk.ui` does it before any of its modules imports them.
+with 8 VMs 14 MiB less, measured); `hvdesk.ui` does it before any of its modules imports them.
 
 1. PySide6's import hook (for its `__feature__` switching) reads the whole source of every module
    imported after PySide6, through `inspect.getsource`, to see whether it mentions PySide6; and
@@ -8,8 +8,9 @@ with 8 VMs ~17 MiB less, measured); `hvdesk.ui` does it before any of its module
    these modules load, linecache keeps nothing (it reads a file again when a traceback needs it).
 2. PySide6 creates a Qt class, and its enums, the first time someone uses it; pyqtgraph copies
    every name of QtCore, QtGui and QtWidgets into mirror modules of its own at import, creating
-   all ~600 of them. Here its mirror modules forward to PySide6's instead, so a class is created
-   when it is first used, by pyqtgraph or by hvdesk, as PySide6 means it to be.
+   all ~720 of them (~240 exist once the app has started). Here its mirror modules forward to
+   PySide6's instead, so a class is created when it is first used, by pyqtgraph or by hvdesk, as
+   PySide6 means it to be.
 """
 
 from __future__ import annotations
