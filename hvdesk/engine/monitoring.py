@@ -2,9 +2,9 @@
 graphs, `hvdesk stats`/`top` and (later) the allocation controller read.
 
 Per VM and tick: psutil for the QEMU process and its vCPU threads, and two QMP commands on one
-connection (the balloon's guest stats, block stats); the balloon size comes from BALLOON_CHANGE
-events when the Manager watches, else from query-balloon. A tick that overruns the interval makes
-the next one skip, with a log line; ticks never queue up.
+connection, in one write (the balloon's guest stats, block stats); the balloon size comes from
+BALLOON_CHANGE events when the Manager watches, else from query-balloon (in the same write). A
+tick that overruns the interval makes the next one skip, with a log line; ticks never queue up.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.actions import Action, allows
@@ -110,13 +110,21 @@ class Monitor:
         try:
             async with self.manager.qmp(machine) as qmp:
                 tids = await self._vcpu_threads(machine, pid, qmp)
-                if machine.config.balloon.enabled:
+                commands: list[tuple[str, dict[str, Any] | None]] = [("query-blockstats", None)]
+                balloon = machine.config.balloon.enabled
+                if balloon:
+                    commands.append(("qom-get", {"path": f"/machine/peripheral/{BALLOON_ID}",
+                                                 "property": "guest-stats"}))
                     if machine.balloon is None or machine.session is None:
-                        machine.balloon = (await qmp.execute("query-balloon"))["actual"]
+                        commands.append(("query-balloon", None))
+                # in one write: each write wakes QEMU, and its send() is the dearest part of a command
+                replies = await qmp.execute_many(commands)
+                reading.disk = readers.sum_blockstats(replies[0])
+                if balloon:
+                    reading.guest = readers.parse_guest_stats(replies[1])
+                    if len(replies) > 2:
+                        machine.balloon = replies[2]["actual"]
                     reading.balloon = machine.balloon
-                    reading.guest = readers.parse_guest_stats(await qmp.execute(
-                        "qom-get", {"path": f"/machine/peripheral/{BALLOON_ID}", "property": "guest-stats"}))
-                reading.disk = readers.sum_blockstats(await qmp.execute("query-blockstats"))
         except HvdeskError as exc:  # it stopped between listing and asking, or QEMU is hung
             log.debug("sampling %s: %s", machine.name, exc)
             tids = self._vcpus.get(machine.entry.folder, (pid, []))[1]

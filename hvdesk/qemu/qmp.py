@@ -64,16 +64,41 @@ class QmpSession:
     async def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         try:
             return await self._client.execute(command, arguments, timeout=timeout)
-        except self._qmp.ExecuteError as exc:  # str() is QEMU's own description, in every qemu.qmp release
-            raise QemuError(f"QEMU refused {command}: {_clip(str(exc), 200)}") from None
-        except asyncio.TimeoutError:
-            raise QemuError(f"QEMU did not answer {command} within {timeout:g} s") from None
-        except self._qmp.BadReplyError as exc:  # this reply is wrong; the connection itself is fine
-            raise QemuError(f"QEMU sent a malformed reply to {command} ({_why(exc)})") from None
-        except (self._qmp.ExecInterruptedError, self._qmp.StateError):  # the session ended (now or before): say why
-            raise QemuError(f"lost the connection to QEMU during {command} ({await self._end_cause()})") from None
-        except (self._qmp.QMPError, OSError, EOFError) as exc:
-            raise QemuError(f"lost the connection to QEMU during {command} ({_why(exc)})") from None
+        except Exception as exc:
+            error = await self._error(exc, command, timeout)
+            if error is None:
+                raise
+            raise error from None
+
+    async def execute_many(self, commands: list[tuple[str, dict[str, Any] | None]],
+                           timeout: float = 10.0) -> list[Any]:
+        """Several commands sent at once (one write, one wake-up of QEMU): their return values,
+        in order. The first that fails raises, as execute() would."""
+        try:
+            return await self._client.execute_many(commands, timeout=timeout)
+        except Exception as exc:
+            sent = getattr(exc, "sent", None)  # a refusal or a malformed reply names its command
+            command = str(sent.get("execute")) if isinstance(sent, Mapping) else \
+                " and ".join(name for name, _ in commands)
+            error = await self._error(exc, command, timeout)
+            if error is None:
+                raise
+            raise error from None
+
+    async def _error(self, exc: Exception, command: str, timeout: float) -> QemuError | None:
+        """What a failure of qemu.qmp's under `command` means for the user (None: not one of its)."""
+        qmp = self._qmp
+        if isinstance(exc, qmp.ExecuteError):  # str() is QEMU's own description, in every qemu.qmp release
+            return QemuError(f"QEMU refused {command}: {_clip(str(exc), 200)}")
+        if isinstance(exc, asyncio.TimeoutError):
+            return QemuError(f"QEMU did not answer {command} within {timeout:g} s")
+        if isinstance(exc, qmp.BadReplyError):  # this reply is wrong; the connection itself is fine
+            return QemuError(f"QEMU sent a malformed reply to {command} ({_why(exc)})")
+        if isinstance(exc, (qmp.ExecInterruptedError, qmp.StateError)):  # the session ended (now or before)
+            return QemuError(f"lost the connection to QEMU during {command} ({await self._end_cause()})")
+        if isinstance(exc, (qmp.QMPError, OSError, EOFError)):
+            return QemuError(f"lost the connection to QEMU during {command} ({_why(exc)})")
+        return None
 
     async def wait_closed(self) -> None:
         """Return when QEMU ends the session (it exited) or we closed it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from qemu.qmp import (
@@ -97,25 +97,57 @@ class Client(QMPClient):
         """As QMPClient.execute: the command's return value; ExecuteError when QEMU refuses it,
         BadReplyError for a reply with neither, ExecInterruptedError if the session ends first;
         TimeoutError after `timeout` s (a timer on the reply, lighter than asyncio.timeout)."""
-        msg: dict[str, object] = {"exec-oob" if oob else "execute": cmd}
-        if arguments is not None:
-            msg["arguments"] = arguments
-        msg["id"] = exec_id = self._free_id()
-        wire = _encode(msg).encode()
-        if self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug("--> %s", json.dumps(msg, indent=2))
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[dict[str, Any]] = loop.create_future()
-        assert self._writer is not None
-        self._writer.write(wire)  # buffered, never blocks
-        self._in_flight[exec_id] = reply
-        timer = None if timeout is None else loop.call_later(timeout, _expire, reply)
+        msg = self._message(cmd, arguments, oob)
+        reply = self._write_commands([msg])[0]
+        return _result(await _within(reply, timeout), msg)
+
+    @require(Runstate.RUNNING)
+    async def execute_many(self, commands: Sequence[tuple[str, Mapping[str, object] | None]], *,
+                           timeout: float | None = None) -> list[object]:
+        """Several commands in one write, their return values in order; the first that fails
+        raises as execute() would, and TimeoutError when not all are answered within `timeout` s.
+        One write is one send() and one wake-up of QEMU (the send() of a command, which wakes
+        QEMU, is its dearest system call here); QEMU answers a stream's commands in order."""
+        msgs = [self._message(cmd, arguments) for cmd, arguments in commands]
+        replies = self._write_commands(msgs)
+        # one timer for them all (under qasync each timer is a Qt timer, which fires even cancelled)
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, _expire_all, replies)
         try:
-            answer = await reply
+            answers = [await reply for reply in replies]
+        except BaseException:
+            for reply in replies:  # the rest are not awaited: their late replies or errors go unheard
+                if not reply.done():
+                    reply.cancel()
+                elif not reply.cancelled():
+                    reply.exception()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
-        return _result(answer, msg)
+        return [_result(answer, msg) for answer, msg in zip(answers, msgs, strict=True)]
+
+    def _message(self, cmd: str, arguments: Mapping[str, object] | None, oob: bool = False) -> dict[str, object]:
+        msg: dict[str, object] = {"exec-oob" if oob else "execute": cmd}
+        if arguments is not None:
+            msg["arguments"] = arguments
+        return msg
+
+    def _write_commands(self, msgs: list[dict[str, object]]) -> list[asyncio.Future[dict[str, Any]]]:
+        """Give each message an id and write them all at once; the futures of their replies."""
+        loop = asyncio.get_running_loop()
+        replies = []
+        wire = []
+        for msg in msgs:
+            msg["id"] = exec_id = self._free_id()
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug("--> %s", json.dumps(msg, indent=2))
+            reply: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._in_flight[exec_id] = reply
+            replies.append(reply)
+            wire.append(_encode(msg).encode())
+        assert self._writer is not None
+        self._writer.write(b"".join(wire))  # buffered, never blocks
+        return replies
 
     def _free_id(self) -> int:
         exec_id = 0
@@ -185,6 +217,22 @@ class Client(QMPClient):
 def _expire(reply: asyncio.Future[Any]) -> None:
     if not reply.done():
         reply.set_exception(TimeoutError())
+
+
+def _expire_all(replies: list[asyncio.Future[Any]]) -> None:
+    for reply in replies:
+        _expire(reply)
+
+
+async def _within(reply: asyncio.Future[dict[str, Any]], timeout: float | None) -> dict[str, Any]:
+    """The reply, or TimeoutError after `timeout` s."""
+    if reply.done() or timeout is None:
+        return await reply
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, reply)
+    try:
+        return await reply
+    finally:
+        timer.cancel()
 
 
 def _result(answer: dict[str, Any], sent: dict[str, object]) -> object:

@@ -7,3 +7,6 @@ import numpy  # noqa: F401  (import order is the point)
 
 import hvdesk.engine.manager  # noqa: F401
 import hvdesk.engine.monitoring  # noqa: F401
+from hvdesk.ui.imports import load_qt
+
+load_qt()  # PySide6 and pyqtgraph, without what they would leave on the heap (see there)

@@ -5,26 +5,29 @@ worker thread."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+from hvdesk.ui.imports import sources_not_kept
 
-import psutil
-from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QApplication
+with sources_not_kept():  # PySide6's import hook reads each module's source: see hvdesk.ui.imports
+    import argparse
+    import asyncio
+    import os
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
 
-from hvdesk import APP_NAME, DESKTOP_ID, __version__
-from hvdesk.core.errors import HvdeskError, user_message
-from hvdesk.engine import host
-from hvdesk.engine.boot_watch import BootWatch
-from hvdesk.engine.install import InstallFlow
-from hvdesk.engine.manager import Manager
-from hvdesk.engine.monitoring import Monitor
-from hvdesk.ui.icons import app_icon
-from hvdesk.ui.main_window import MainWindow
+    import psutil
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from hvdesk import APP_NAME, DESKTOP_ID, __version__
+    from hvdesk.core.errors import HvdeskError, user_message
+    from hvdesk.engine import host
+    from hvdesk.engine.boot_watch import BootWatch
+    from hvdesk.engine.install import InstallFlow
+    from hvdesk.engine.manager import Manager
+    from hvdesk.engine.monitoring import Monitor
+    from hvdesk.ui.icons import app_icon
+    from hvdesk.ui.main_window import MainWindow
 
 
 class _QuitAfterFirstPaint(QObject):
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between samples of the live graphs (0.5-10, default 1)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("QT_ENABLE_HIGHDPI_SCALING", "1")
-    import qasync
+    with sources_not_kept():
+        import qasync
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication), "hvdesk's Qt application is always a QApplication (widgets need one)"

@@ -37,6 +37,7 @@ from hvdesk.ui.details import DetailsPane
 from hvdesk.ui.host_notice import HostNotice
 from hvdesk.ui.host_overview import HostOverview
 from hvdesk.ui.icons import action_icon, app_icon
+from hvdesk.ui.imports import sources_not_kept
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.performance import PerformancePane
 from hvdesk.ui.settings_dialog import SettingsDialog
@@ -277,7 +278,8 @@ class MainWindow(QMainWindow):
     def new_vm(self) -> None:
         # Loaded when first asked for: the wizard's ISO reader (pycdlib) and OS database are ~4 MiB
         # of RSS that a session which creates no VM never needs.
-        from hvdesk.ui.new_vm_wizard import NewVmWizard
+        with sources_not_kept():  # (see hvdesk.ui.imports)
+            from hvdesk.ui.new_vm_wizard import NewVmWizard
 
         wizard = NewVmWizard(self.manager, self.runner, self.prefs, self)
         wizard.created.connect(self._created)

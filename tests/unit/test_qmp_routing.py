@@ -14,7 +14,7 @@ import pytest
 
 from hvdesk.core.errors import QemuError
 from hvdesk.qemu.qmp import QmpSession
-from tests.fakes.qmp_server import Answer, Behaviour, Connection, event_message
+from tests.fakes.qmp_server import Answer, Behaviour, Connection, Hang, Refuse, event_message
 
 
 @dataclass
@@ -181,3 +181,30 @@ async def test_qemu_qmps_own_execute_path_still_routes_beside_the_lean_one(serve
         assert theirs == {"name": "vm"}
     finally:
         await client.disconnect()
+
+
+async def test_commands_sent_together_go_in_one_write_and_get_their_replies_in_order(server, session, monkeypatch):
+    server.behave("query-status", Answer({"status": "paused"}, delay=0.1))
+    server.behave("query-name", Answer({"name": "vm"}))
+    writer = session._client._writer
+    writes = []
+    real_write = writer.write
+    monkeypatch.setattr(writer, "write", lambda data: (writes.append(data), real_write(data)))
+    results = await session.execute_many([("query-status", None), ("query-name", None)])
+    assert results == [{"status": "paused"}, {"name": "vm"}]
+    assert len(writes) == 1  # one wake-up of QEMU for both
+    assert writes[0].count(b'"execute"') == 2 and writes[0].index(b"query-status") < writes[0].index(b"query-name")
+
+
+async def test_a_refusal_among_commands_sent_together_names_its_command_and_the_session_goes_on(server, session):
+    server.behave("query-status", Answer({"status": "running"}))
+    server.behave("query-name", Refuse("no name here"))
+    with pytest.raises(QemuError, match="QEMU refused query-name: no name here"):
+        await session.execute_many([("query-status", None), ("query-name", None)])
+    assert await session.execute("query-status") == {"status": "running"}
+
+
+async def test_commands_sent_together_that_get_no_answer_time_out_naming_them(server, session):
+    server.behave("query-status", Hang())
+    with pytest.raises(QemuError, match="did not answer query-status and query-name within 0.2 s"):
+        await session.execute_many([("query-status", None), ("query-name", None)], timeout=0.2)
