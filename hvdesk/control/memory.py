@@ -13,7 +13,8 @@ Each cycle (`decide`):
    says by how much the budget is missed (once, when that starts).
 4. Rates: growing goes to the share at once; shrinking goes at most `shrink_fraction` of the configured
    memory (capped at `shrink_cap`) a cycle, not at all when less than `shrink_deadband` is to be gained,
-   and not before the guest has reported stats newer than the VM's last balloon change. With a pool the
+   and not before the guest has reported stats newer than the VM's last balloon change (stats of the
+   same moment were taken before the change). With a pool the
    rate yields to the pool: VMs shrink further (never below their share) until the pool holds.
 Targets are whole MiB, never below the floor, never above the configured memory. A decision is made
 only when a target differs from the balloon's actual size by at least one MiB.
@@ -170,7 +171,7 @@ def _rate_limited(item: _Eligible, last_change: float | None, config: MemoryPoli
     if gap < config.shrink_deadband:
         item.note = "within the dead band"
         return item.actual
-    if last_change is not None and guest is not None and guest.time < last_change:
+    if last_change is not None and guest is not None and guest.time <= last_change:
         item.note = "waiting for the guest's stats after the last change"
         return item.actual
     step = _shrink_step(item.vm.observed.memory_max, config)
