@@ -144,31 +144,82 @@ def _domains(cpus: Sequence[Cpu], free: frozenset[int]) -> list[list[_Domain]]:
     return kinds
 
 
+class _Loads:
+    """Load per CPU: a VM's load spread evenly over the CPUs it may use, so domains of different
+    kinds (a cache domain inside a NUMA node) see each other's VMs."""
+
+    def __init__(self) -> None:
+        self.per_cpu: dict[int, float] = defaultdict(float)
+
+    def add(self, domain: _Domain, load: float) -> None:
+        for cpu in domain.cpus:
+            self.per_cpu[cpu] += load / len(domain.cpus)
+
+    def mean(self, domain: _Domain, extra: float = 0.0) -> float:
+        """Average load per CPU of the domain, with `extra` more placed on it."""
+        return (sum(self.per_cpu[cpu] for cpu in domain.cpus) + extra) / max(1, len(domain.cpus))
+
+
 def _balanced(cpus: Sequence[Cpu], free: frozenset[int], vms: Sequence[Vm], previous: CpuState,
               config: CpuPolicyConfig, notes: dict[str, str]) -> dict[str, Placement]:
+    """Keep every VM whose place is still valid, place the others on the least loaded domain (the
+    heaviest first), then move a kept VM only where it would be clearly less loaded."""
     kinds = _domains(cpus, free)
-    load: dict[str, float] = defaultdict(float)
-    placements: dict[str, Placement] = {}
-    for vm in sorted(vms, key=lambda v: (-_load(v), v.name)):  # the heaviest choose first
-        need = vm.observed.vcpus
-        candidates = next((k for k in kinds if any(len(d.cpus) >= need for d in k)), kinds[-1])
-        candidates = [d for d in candidates if len(d.cpus) >= need] or candidates
+    loads = _Loads()
+    chosen: dict[str, _Domain] = {}
+    ordered = sorted(vms, key=lambda v: (-_load(v), v.name))
+    for vm in ordered:
+        current = _still_valid(previous.placements.get(vm.name), _candidates(kinds, vm.observed.vcpus))
+        if current is not None:
+            chosen[vm.name] = current
+            loads.add(current, _load(vm))
+    kept = set(chosen)
+    for vm in ordered:
+        if vm.name not in kept:
+            chosen[vm.name] = _least_loaded(_candidates(kinds, vm.observed.vcpus), loads, _load(vm))
+            loads.add(chosen[vm.name], _load(vm))
+    for vm in ordered:
+        if vm.name in kept:
+            _maybe_move(vm, chosen, loads, _candidates(kinds, vm.observed.vcpus), config, notes)
+    return {vm.name: Placement((chosen[vm.name].cpus,) * vm.observed.vcpus, chosen[vm.name].cpus,
+                               chosen[vm.name].key) for vm in vms}
 
-        def after(domain: _Domain, vm: Vm = vm) -> float:
-            return (load[domain.key] + _load(vm)) / max(1, len(domain.cpus))
 
-        best = min(candidates, key=lambda d: (after(d), d.key))
-        old = previous.placements.get(vm.name)
-        current = next((d for d in candidates if old is not None and old.domain == d.key and old.emulator == d.cpus),
-                       None)
-        if current is not None and after(current) - after(best) <= config.hysteresis:
-            best = current  # not clearly better elsewhere: stay
-        elif current is not None:
-            notes[vm.name] = (f"{current.key} would carry {after(current):.2f} load per CPU, {best.key} "
-                              f"{after(best):.2f}: more than the hysteresis of {config.hysteresis}")
-        load[best.key] += _load(vm)
-        placements[vm.name] = Placement((best.cpus,) * need, best.cpus, best.key)
-    return placements
+def _candidates(kinds: list[list[_Domain]], vcpus: int) -> list[_Domain]:
+    """The domains of the smallest kind that has one with at least `vcpus` CPUs (else everything)."""
+    for kind in kinds:
+        fitting = [d for d in kind if len(d.cpus) >= vcpus]
+        if fitting:
+            return fitting
+    return kinds[-1]
+
+
+def _still_valid(old: Placement | None, candidates: list[_Domain]) -> _Domain | None:
+    if old is None:
+        return None
+    return next((d for d in candidates if d.key == old.domain and d.cpus == old.emulator), None)
+
+
+def _least_loaded(domains: list[_Domain], loads: _Loads, load: float) -> _Domain:
+    return min(domains, key=lambda d: (loads.mean(d, load), d.key))
+
+
+def _maybe_move(vm: Vm, chosen: dict[str, _Domain], loads: _Loads, candidates: list[_Domain],
+                config: CpuPolicyConfig, notes: dict[str, str]) -> None:
+    current, load = chosen[vm.name], _load(vm)
+    here = loads.mean(current)
+    others = [d for d in candidates if d != current]
+    if not others:
+        return
+    best = _least_loaded(others, loads, load)
+    there = loads.mean(best, load)
+    if here - there <= config.hysteresis:
+        return  # not clearly better elsewhere: stay
+    notes[vm.name] = (f"{current.key} carries {here:.2f} load per CPU, {best.key} would carry {there:.2f}: "
+                      f"a gain over the hysteresis of {config.hysteresis}")
+    loads.add(current, -load)
+    loads.add(best, load)
+    chosen[vm.name] = best
 
 
 def _load(vm: Vm) -> float:
