@@ -220,6 +220,9 @@ def _budget_decision(now: float, shortfall: int, budget: int, eligible: list[_El
     floors = sum(e.floor for e in eligible)
     what = f"the pool of {mib(config.pool)}" if config.pool is not None else \
         f"the host target of {config.host_target:.0%}"
-    reason = (f"{what} cannot be met: the floors of {len(eligible)} VMs sum to {mib(floors)}, "
-              f"{mib(shortfall)} over the {mib(budget)} left for them; each is held at its floor")
+    if not eligible:
+        reason = f"{what} cannot be met: {mib(shortfall)} over it, and no VM can give memory back now"
+    else:
+        reason = (f"{what} cannot be met: the floors of {len(eligible)} VMs sum to {mib(floors)}, "
+                  f"{mib(shortfall)} over the {mib(max(0, budget))} left for them; each is held at its floor")
     return Decision(now, "", Kind.BUDGET, shortfall, reason, {"floors": floors, "budget": budget})

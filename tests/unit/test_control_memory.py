@@ -289,3 +289,40 @@ def test_water_filling_gives_surplus_by_weight() -> None:
     # 300 above the floors: the third fills up at 50, the other 250 go 2:1
     shares = water_fill([Claim(100, 1000, 2), Claim(100, 1000, 1), Claim(100, 150, 5)], 600)
     assert [round(s, 6) for s in shares] == [round(100 + 500 / 3, 6), round(100 + 250 / 3, 6), 150]
+
+
+@settings(max_examples=200, deadline=None)
+@given(guests=st.lists(guest_strategy, min_size=1, max_size=4, unique_by=lambda g: g.name),
+       pool=st.integers(0, 16384).map(lambda m: m * MIB))
+def test_a_pool_holds_after_one_cycle_or_the_policy_says_why(guests: list[Guest], pool: int) -> None:
+    for guest in guests:
+        guest.actual = min(guest.actual, guest.memory_max)
+    trace = Trace(guests, replace(CONFIG, pool=pool))
+    decisions = trace.step()
+    if sum(g.actual for g in guests) > pool:
+        assert [d for d in decisions if d.kind is Kind.BUDGET]
+
+
+def test_small_drops_in_use_do_not_shrink_the_balloon() -> None:
+    trace = over_target_host(Guest("a", use=300 * MIB))
+    trace.run(40)
+    settled = trace.guests["a"].actual
+    for use in (296, 300, 297, 293, 299):  # wobbling a few MiB under its level
+        trace.guests["a"].use = use * MIB
+        assert balloon(trace.step()) == []
+    assert trace.guests["a"].actual == settled
+
+
+def test_the_balloons_own_pages_do_not_count_as_guest_use() -> None:
+    # with deflate-on-oom the guest counts the balloon's 512 MiB as used: its own use is 100 MiB
+    vm = Vm(VmObservation("a", 1024 * MIB, 512 * MIB, GuestMemory(1.0, 1000 * MIB, 612 * MIB, 388 * MIB)),
+            VmPolicySettings(min_memory=0))
+    assert vm.observed.guest_own_use() == 100 * MIB
+    without = replace(vm.observed, balloon_counted_as_used=False)
+    assert without.guest_own_use() == 612 * MIB
+
+
+def test_a_host_over_its_target_with_nothing_to_give_says_so() -> None:
+    trace = over_target_host(Guest("a", use=100 * MIB, stats_time=None))
+    budget = [d for d in trace.run(3) if d.kind is Kind.BUDGET]
+    assert len(budget) == 1 and "no VM can give memory back" in budget[0].reason
