@@ -6,5 +6,6 @@ Pure: no I/O, no clock (time comes in with the samples), no Qt or asyncio, nothi
 - waterfill.py  share-weighted water-filling between floors and caps (the arithmetic alone)
 - memory.py     the balloon policy: budget, floors, rates, pressure override, hold-off
 - cpu.py        vCPU placement (off / balanced / dedicated) with hysteresis, and CPU weights
+- policy.py     one cycle of both: decide(host, vms, state) -> (decisions, state)
 The actuators (QMP balloon, affinity, cgroups) and the loop live elsewhere.
 """

@@ -196,3 +196,18 @@ def test_weights_are_monotonic_and_in_range(a: int, b: int) -> None:
     assert V2_MIN <= cgroup_v2_weight(low) <= cgroup_v2_weight(high) <= V2_MAX
     assert V1_MIN <= cgroup_v1_shares(low) <= cgroup_v1_shares(high) <= V1_MAX
     assert 19 >= nice_value(low) >= nice_value(high) >= -20
+
+
+def test_the_whole_policy_returns_memory_and_cpu_decisions_and_keeps_both_states() -> None:
+    from hvdesk.control.inputs import GuestMemory
+    from hvdesk.control.policy import PolicyState
+    from hvdesk.control.policy import decide as decide_all
+
+    cpus = topology(caches=2, cores_per_cache=2)
+    guest = GuestMemory(1.0, 1000 * MIB, 100 * MIB, 900 * MIB)
+    one = Vm(VmObservation("a", 1024 * MIB, 1024 * MIB, guest, vcpus=2),
+             VmPolicySettings(min_memory=128 * MIB, shares=200, pin_mode=PinMode.BALANCED))
+    over_target = HostState(1.0, 1024 * MIB, 1024 * MIB, cpus)
+    decisions, state = decide_all(over_target, [one], PolicyState())
+    assert {d.kind for d in decisions} == {Kind.BALLOON, Kind.PIN, Kind.SHARES}
+    assert "a" in state.memory.last_change and "a" in state.cpu.placements
