@@ -73,6 +73,9 @@ class _Domain:
 
 def decide(host: HostState, vms: Sequence[Vm], previous: CpuState,
            config: CpuPolicyConfig = CpuPolicyConfig()) -> tuple[list[Decision], CpuState]:
+    if not host.cpus:  # topology unknown: place nothing (an empty CPU set cannot be applied)
+        return _share_decisions(host.time, vms, previous), CpuState(
+            previous.placements, {vm.name: vm.settings.shares for vm in vms})
     placements, notes = _dedicated(host.cpus, vms, previous)
     taken = frozenset(cpu for p in placements.values() for s in p.vcpus for cpu in s)
     free = frozenset(c.id for c in host.cpus) - taken

@@ -211,3 +211,8 @@ def test_the_whole_policy_returns_memory_and_cpu_decisions_and_keeps_both_states
     decisions, state = decide_all(over_target, [one], PolicyState())
     assert {d.kind for d in decisions} == {Kind.BALLOON, Kind.PIN, Kind.SHARES}
     assert "a" in state.memory.last_change and "a" in state.cpu.placements
+
+
+def test_an_unknown_topology_places_nothing() -> None:
+    decisions, state = decide(host(()), [vm("a", 2, PinMode.BALANCED), vm("b", 1, PinMode.DEDICATED)], CpuState())
+    assert pins(decisions) == [] and state.placements == {}
