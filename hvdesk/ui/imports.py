@@ -26,16 +26,20 @@ from typing import Any
 MIRRORED = ("QtCore", "QtGui", "QtWidgets")  # pyqtgraph.Qt's mirrors of PySide6's modules
 
 
-class _KeepNothing(dict[str, Any]):
+class _KeepLatest(dict[str, Any]):
+    """Holds only the entry written last: linecache reads an entry back right after writing it
+    (a frozen bundle has no .py files, and its sources come through the loader that way)."""
+
     def __setitem__(self, key: str, value: Any) -> None:
-        pass
+        self.clear()
+        super().__setitem__(key, value)
 
 
 @contextlib.contextmanager
 def sources_not_kept() -> Iterator[None]:
     """While modules load under PySide6's import hook: linecache keeps none of their source."""
     kept = linecache.cache
-    linecache.cache = _KeepNothing()
+    linecache.cache = _KeepLatest()
     try:
         yield
     finally:

@@ -32,3 +32,22 @@ def test_app_modules_leave_no_source_and_create_only_the_qt_classes_used():
     assert not found["created"]  # pyqtgraph's mirrors no longer create every Qt class at import
     assert found["forwarded"]  # ...but still give every one, PySide6's own
     assert found["own"]  # and what pyqtgraph adds to its mirrors stays there
+
+
+def test_sources_come_through_a_loader_while_none_are_kept():
+    """A frozen bundle (PyInstaller) has no .py files: linecache asks the module's loader, stores
+    the lines and reads them back at once. (The .deb's bundle crashed at start when nothing was stored.)"""
+    import linecache
+
+    from hvdesk.ui.imports import sources_not_kept
+
+    class Loader:
+        def get_source(self, name: str) -> str:
+            return "x = 1\ny = 2\n"
+
+    module = {"__name__": "frozen_module", "__loader__": Loader()}
+    with sources_not_kept():
+        assert linecache.getlines("/nowhere/frozen_module.py", module) == ["x = 1\n", "y = 2\n"]
+        linecache.getlines("/nowhere/other.py", {"__name__": "other", "__loader__": Loader()})
+        assert len(linecache.cache) == 1  # the latest only
+    assert "/nowhere/frozen_module.py" not in linecache.cache
