@@ -131,6 +131,7 @@ def apply(mechanism: Mechanism, key: str, pid: int, weights: Weights, root: Path
         group.parent.mkdir(mode=0o755, exist_ok=True)
         if mechanism.kind == V2:
             _enable_cpu(group.parent)
+        prune(group.parent)
         group.mkdir(mode=0o755, exist_ok=True)
         if mechanism.kind == V2:
             (group / "cpu.weight").write_text(str(weights.weight))
@@ -170,6 +171,17 @@ def groups(key: str, root: Path = CGROUP_ROOT, self_cgroup: str | None = None) -
     mine = own_cgroups(_read(Path("/proc/self/cgroup")) if self_cgroup is None else self_cgroup)
     bases = [base for base in (_v2_base(root, mine), _v1_mount(root)) if base is not None]
     return [base / FOLDER / key for base in bases if (base / FOLDER / key).is_dir()]
+
+
+def prune(folder: Path) -> None:
+    """Remove the empty VM cgroups in `folder` (`hvdesk`): those of QEMUs that exited while no
+    hvdesk was there to see it."""
+    for group in folder.iterdir():
+        if group.is_dir() and _KEY.match(group.name) and not tasks(group):
+            try:
+                group.rmdir()
+            except OSError:
+                pass  # a task moved in meanwhile, or another hvdesk removed it first
 
 
 def release(key: str, root: Path = CGROUP_ROOT) -> list[Path]:
