@@ -179,9 +179,29 @@ async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_balloon(manager: Manager, args: argparse.Namespace) -> int:
+    done = await manager.balloon(args.name, args.mib)
+    reached = "reached" if done.actual_mib == done.target_mib else "not reached yet: the guest has"
+    print(f"{args.name!r} balloon target {done.target_mib} MiB ({reached} {done.actual_mib} MiB)")
+    return 0
+
+
+async def cmd_pin(manager: Manager, args: argparse.Namespace) -> int:
+    done = await manager.pin(args.name, args.vcpu, args.host_cpus)
+    cpus = ",".join(str(cpu) for cpu in sorted(done.cpus))
+    print(f"{args.name!r} vCPU {done.vcpu} (thread {done.thread}) pinned to host CPU {cpus}")
+    return 0
+
+
+async def cmd_shares(manager: Manager, args: argparse.Namespace) -> int:
+    done = await manager.shares(args.name, args.shares)
+    print(f"{args.name!r} CPU weight {done.shares} ({done.mechanism})")
+    return 0
+
+
 HANDLERS = {
     "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
     "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
     "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
-    "stats": cmd_stats, "top": cmd_top,
+    "stats": cmd_stats, "top": cmd_top, "balloon": cmd_balloon, "pin": cmd_pin, "shares": cmd_shares,
 }

@@ -5,7 +5,7 @@ meant to be as short as `virsh list`'s."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,15 @@ def _interval(text: str) -> float:
     if not 0.5 <= value <= 10:
         raise argparse.ArgumentTypeError("the interval must be between 0.5 and 10 seconds")
     return value
+
+
+def _whole(what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not a whole number") from None
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("keys", nargs="*", metavar="KEY", help="a key or combo, e.g. ret, shift-a, ctrl-alt-f2")
     p.add_argument("--text", help="type this text (US keyboard layout), after the KEYs")
+
+    once = "; acts on the running VM only (not saved: its next start begins afresh)"
+    p = sub.add_parser("balloon", help="set a running VM's balloon target" + once)
+    p.add_argument("name")
+    p.add_argument("mib", type=_whole("MIB"), metavar="MIB", help="memory the guest should keep, in MiB")
+
+    p = sub.add_parser("pin", help="pin one vCPU of a running VM to host CPUs" + once)
+    p.add_argument("name")
+    p.add_argument("--vcpu", type=_whole("vCPU"), required=True, metavar="I", help="the vCPU's index (0 is the first)")
+    p.add_argument("--host-cpus", required=True, metavar="LIST", help="host CPUs, e.g. 1, 0-1 or 0-1,3")
+
+    p = sub.add_parser("shares", help="set a running VM's CPU weight against other VMs" + once)
+    p.add_argument("name")
+    p.add_argument("shares", type=_whole("CPU shares"), metavar="N", help="1-10000; 100 is the default")
 
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")

@@ -28,6 +28,9 @@ class Action(StrEnum):
     SHOW_LOG = "show the log of"
     SAMPLE = "sample"  # live CPU, memory and disk figures
     TYPE = "type on"  # keys and screenshots through the console
+    BALLOON = "set the balloon of"
+    PIN = "pin the vCPUs of"
+    SHARES = "set the CPU shares of"
 
 
 _LIVE = frozenset({S.RUNNING, S.PAUSED})
@@ -49,6 +52,9 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.SHOW_LOG: _HAS_CONFIG,
     Action.SAMPLE: _LIVE,
     Action.TYPE: _LIVE,
+    Action.BALLOON: _LIVE,
+    Action.PIN: _LIVE,
+    Action.SHARES: _LIVE,
 }
 
 

@@ -16,7 +16,7 @@ from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import Registry
 from hvdesk.engine.states import IO_ERROR, VmState
 from hvdesk.engine.watcher import Watcher
-from hvdesk.qemu import tpm
+from hvdesk.qemu import cpu_weight, tpm
 from hvdesk.qemu import transport as transports
 from hvdesk.qemu.argv import HostSetup
 from hvdesk.qemu.process import (
@@ -199,6 +199,7 @@ class Lifecycle:
         """The end of a stop, whose operation holds the VM."""
         await self.watcher.drop_session(machine)
         self.watcher.note_exit(machine, expected=True, owner=True)
+        await release_cpu_groups(machine)
 
     async def pause(self, name: str) -> Machine:
         async with self.guard.operate(name, Action.PAUSE) as machine:
@@ -226,3 +227,14 @@ class Lifecycle:
         async with self.guard.operate(name, Action.RESET) as machine:
             await self.watcher.command(machine, "system_reset")
             return machine
+
+
+async def release_cpu_groups(machine: Machine, timeout: float = 2.0) -> None:
+    """Remove the VM's CPU-shares cgroups once QEMU's exiting threads have left them (they may
+    still be listed for a moment after its pid is gone)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if not cpu_weight.release(machine.uuid) or loop.time() >= deadline:
+            return
+        await asyncio.sleep(0.05)

@@ -7,6 +7,7 @@ with one job each:
   events and a light poll when watching (the app); QMP connections for the operations;
 - guard: the door of every change (find, hold with file locks, refresh, check the action table);
 - lifecycle: start, stop, shut down, pause, resume, reset;
+- resources: one-off balloon, vCPU pinning and CPU shares on a running VM;
 - library_ops: create and delete; editing: settings and disks (called by the faces directly).
 Closing a Manager never stops a VM: QEMU runs detached and the next Manager adopts it.
 """
@@ -25,6 +26,7 @@ from hvdesk.engine.guard import Guard
 from hvdesk.engine.lifecycle import Lifecycle
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import EventHook, Listener, Registry
+from hvdesk.engine.resources import BalloonResult, PinResult, Resources, SharesResult
 from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu.qmp import QmpSession
 
@@ -39,6 +41,7 @@ class Manager:
         self.watcher = Watcher(self.registry, watch=watch, poll_interval=poll_interval)
         self.guard = Guard(self.registry, self.watcher)
         self.lifecycle = Lifecycle(self.registry, self.watcher, self.guard)
+        self.resources = Resources(self.watcher, self.guard)
 
     @property
     def library(self) -> Library:
@@ -131,6 +134,15 @@ class Manager:
 
     async def reset(self, name: str) -> Machine:
         return await self.lifecycle.reset(name)
+
+    async def balloon(self, name: str, mib: int) -> BalloonResult:
+        return await self.resources.balloon(name, mib)
+
+    async def pin(self, name: str, vcpu: int, host_cpus: str) -> PinResult:
+        return await self.resources.pin(name, vcpu, host_cpus)
+
+    async def shares(self, name: str, shares: int) -> SharesResult:
+        return await self.resources.shares(name, shares)
 
     async def create(self, request: CreateRequest) -> Machine:
         from hvdesk.engine import library_ops

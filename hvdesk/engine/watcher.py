@@ -24,6 +24,7 @@ from hvdesk.engine import observe
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import Registry
 from hvdesk.engine.states import EVENT_STATES, IO_ERROR, VmState
+from hvdesk.qemu import cpu_weight
 from hvdesk.qemu.process import wait_gone
 from hvdesk.qemu.qmp import QmpSession
 
@@ -126,6 +127,11 @@ class Watcher:
         busy_here = not owner and self.registry.lock(machine).locked()
         state, reason = observe.settle_gone(machine, expected=expected, owner=owner, busy_here=busy_here)
         self.registry.set_state(machine, state, reason)
+        if machine.entry.digest is not None:
+            try:  # its CPU-shares cgroup, once empty (a cgroup left over is removed at a later exit)
+                cpu_weight.release(machine.uuid)
+            except HvdeskError as exc:
+                log.warning("%s: %s", machine.name, exc)
 
     # -- following QMP events (watch=True) ----------------------------------------------------------
 

@@ -29,9 +29,11 @@ def test_every_action_has_its_states_and_reads_in_a_sentence():
     (S.STOPPED, {Action.START, Action.DELETE, Action.EDIT, Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD,
                  Action.SHOW_LOG}),
     (S.RUNNING, {Action.SHOW, Action.PAUSE, Action.SHUTDOWN, Action.STOP, Action.RESET, Action.EDIT,
-                 Action.RESIZE_DISK, Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE}),
+                 Action.RESIZE_DISK, Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE,
+                 Action.BALLOON, Action.PIN, Action.SHARES}),
     (S.PAUSED, {Action.SHOW, Action.RESUME, Action.STOP, Action.RESET, Action.EDIT, Action.RESIZE_DISK,
-                Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE}),
+                Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE, Action.BALLOON, Action.PIN,
+                Action.SHARES}),
     (S.INACCESSIBLE, {Action.DELETE}),
 ])
 def test_what_each_state_allows(state, allowed):
