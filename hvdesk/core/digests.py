@@ -97,7 +97,10 @@ class Memo:
 
     def put(self, folder: str, stamp: int, found: Digest | str) -> None:
         value: dict[str, Any] = {"stamp": stamp}
-        value.update(error=found) if isinstance(found, str) else value.update(digest=list(found))
+        if isinstance(found, str):
+            value["error"] = found
+        else:
+            value["digest"] = list(found)
         if self.entries.get(folder) != value:
             self.entries[folder] = value
             self.changed = True
