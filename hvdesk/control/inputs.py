@@ -25,9 +25,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hvdesk.core.config import MAX_SHARES, MIN_SHARES
+
 MIB = 1024 * 1024
 DEFAULT_SHARES = 100  # the cgroup v2 cpu.weight default: shares are on that scale
-MIN_SHARES, MAX_SHARES = 1, 10000
 
 
 class PinMode(enum.StrEnum):

@@ -37,6 +37,8 @@ NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 NET_MODES = ("nat",)
 VGA_MODELS = ("std", "virtio", "none")
 PROTOCOLS = ("tcp", "udp")
+PIN_MODES = ("off", "balanced", "dedicated")  # control.inputs.PinMode's values (core cannot import control)
+MIN_SHARES, MAX_SHARES = 1, 10000  # cgroup v2 cpu.weight's range; 100 is normal
 # Image formats as qemu-img names them, which become -blockdev drivers: never a protocol or
 # pseudo-format (vvfat, nbd, ssh, http...) that would reach beyond the image file. The same list
 # as qemu/images.py's KNOWN_FORMATS (core cannot import from qemu).
@@ -122,6 +124,16 @@ class Balloon:
 
 
 @dataclass
+class ResourcePolicy:
+    """How the allocation controller treats the VM (it acts only while the VM runs)."""
+
+    auto_balloon: bool = True  # the controller may shrink the balloon of an idle guest
+    min_memory_mib: int = _rule(low=0, high=MAX_MEMORY_MIB, default=256)  # never ballooned below this
+    shares: int = _rule(low=MIN_SHARES, high=MAX_SHARES, default=100)  # CPU weight against other VMs
+    pin: str = _rule(choices=PIN_MODES, default="off")  # where its vCPU threads may run
+
+
+@dataclass
 class KernelBoot:
     kernel: str = _rule(check=checks.path)
     initrd: str = _rule(check=checks.optional_path, default="")
@@ -144,6 +156,7 @@ class VmConfig:
     nics: list[Nic] = field(default_factory=lambda: [Nic()])
     display: Display = field(default_factory=Display)
     balloon: Balloon = field(default_factory=Balloon)
+    resources: ResourcePolicy = field(default_factory=ResourcePolicy)
     kernel: KernelBoot | None = None
     tpm: bool = False  # a TPM 2.0 (swtpm), as Windows 11 requires
     install: bool = False  # an OS is being installed from the CD: hvdesk ejects it when that is done

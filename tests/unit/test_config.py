@@ -153,3 +153,21 @@ def test_checks_run_on_configs_built_in_code_too():
         config.validate()
     with pytest.raises(ConfigError, match=r"nics\[0\]\.forwards\[0\]\.host_port: expected int, found str"):
         VmConfig(name="x", nics=[Nic(forwards=[PortForward(host_port="22")])]).validate()
+
+
+def test_resource_policy_defaults_round_trip_and_rules() -> None:
+    from hvdesk.control.inputs import PinMode
+    from hvdesk.core.config import PIN_MODES, ResourcePolicy
+
+    assert PIN_MODES == tuple(mode.value for mode in PinMode)
+    config = VmConfig(name="r", resources=ResourcePolicy(auto_balloon=False, min_memory_mib=300, shares=400,
+                                                          pin="balanced"))
+    again = VmConfig.from_dict(config.to_dict())
+    assert again.resources == config.resources
+    for bad, field in (({"shares": 0}, "resources.shares"), ({"shares": 10001}, "resources.shares"),
+                       ({"pin": "all"}, "resources.pin"), ({"min_memory_mib": -1}, "resources.min_memory_mib"),
+                       ({"auto_balloon": "yes"}, "resources.auto_balloon")):
+        data = VmConfig(name="r").to_dict()
+        data["resources"].update(bad)
+        with pytest.raises(ConfigError, match=field):
+            VmConfig.from_dict(data)
