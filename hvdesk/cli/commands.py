@@ -26,8 +26,8 @@ MIB = 1024 * 1024
 
 
 async def run(args: argparse.Namespace) -> int:
-    manager = Manager()
-    await manager.open(inspect=args.command == "top")
+    manager = Manager(watch=args.command == "agent")  # the agent follows VMs starting and stopping
+    await manager.open(inspect=args.command in ("top", "agent"))
     try:
         return await HANDLERS[args.command](manager, args)
     finally:
@@ -199,9 +199,22 @@ async def cmd_shares(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_agent(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.cli import control
+
+    return await control.cmd_agent(manager, args)
+
+
+async def cmd_decisions(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.cli import control
+
+    return await control.cmd_decisions(manager, args)
+
+
 HANDLERS = {
     "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
     "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
     "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
     "stats": cmd_stats, "top": cmd_top, "balloon": cmd_balloon, "pin": cmd_pin, "shares": cmd_shares,
+    "agent": cmd_agent, "decisions": cmd_decisions,
 }

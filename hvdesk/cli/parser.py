@@ -68,6 +68,17 @@ def _whole(what: str) -> Callable[[str], int]:
     return parse
 
 
+def _bounded(what: str, low: int, high: int) -> Callable[[str], int]:
+    whole = _whole(what)
+
+    def parse(text: str) -> int:
+        value = whole(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} {value} is outside {low}-{high}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hvdesk", description="Create, run and manage QEMU virtual machines.")
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show hvdesk's and QEMU's versions")
@@ -144,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("shares", help="set a running VM's CPU weight against other VMs" + once)
     p.add_argument("name")
     p.add_argument("shares", type=_whole("CPU shares"), metavar="N", help="1-10000; 100 is the default")
+
+    p = sub.add_parser("agent", help="run the allocation controller without the app: balloons, vCPU pinning "
+                       "and CPU shares of the running VMs, every --interval seconds, until Ctrl-C")
+    p.add_argument("--interval", type=_bounded("interval", 2, 600), metavar="S",
+                   help="seconds between control cycles (default: the saved setting, 10)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--pool", type=_bounded("pool", 16, 4 * 1024 * 1024), metavar="MIB",
+                        help="the balloon sizes of all running auto-balloon VMs together stay at or under MIB")
+    budget.add_argument("--host-target", type=_bounded("host target", 10, 95), metavar="PCT",
+                        help="keep host memory use under PCT percent (default 80)")
+    p.add_argument("--once", action="store_true", help="one control cycle, then exit (balloons stay as set)")
+    p.add_argument("--json", action="store_true", help="print each decision as a JSON object")
+
+    p = sub.add_parser("decisions", help="the allocation controller's decisions about a VM, newest last")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=_bounded("limit", 1, 100000), default=200, metavar="N",
+                   help="show the last N decisions (default 200)")
 
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")

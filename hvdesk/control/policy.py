@@ -7,8 +7,9 @@ The caller keeps `state` between cycles and hands the decisions to the actuators
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hvdesk.control import cpu, memory
 from hvdesk.control.decisions import Decision
@@ -32,3 +33,21 @@ def decide(host: HostState, vms: Sequence[Vm], previous: PolicyState,
     memory_decisions, memory_state = memory.decide(host, vms, previous.memory, config.memory)
     cpu_decisions, cpu_state = cpu.decide(host, vms, previous.cpu, config.cpu)
     return memory_decisions + cpu_decisions, PolicyState(memory_state, cpu_state)
+
+
+def forget(state: PolicyState, names: set[str]) -> PolicyState:
+    """The state without what it remembers of `names` (VMs whose QEMU restarted: their balloon,
+    pins and weights began afresh, so the policy must not think them applied)."""
+    if not names:
+        return state
+    return PolicyState(
+        memory.MemoryState(_without(state.memory.hold_until, names), _without(state.memory.last_change, names),
+                           state.memory.budget_unmet),
+        cpu.CpuState(_without(state.cpu.placements, names), _without(state.cpu.shares, names)))
+
+
+_T = TypeVar("_T")
+
+
+def _without(mapping: Mapping[str, _T], names: set[str]) -> dict[str, _T]:
+    return {key: value for key, value in mapping.items() if key not in names}

@@ -37,7 +37,8 @@ NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 NET_MODES = ("nat",)
 VGA_MODELS = ("std", "virtio", "none")
 PROTOCOLS = ("tcp", "udp")
-PIN_MODES = ("off", "balanced", "dedicated")  # control.inputs.PinMode's values (core cannot import control)
+# "default": the controller's global default; the others are control.inputs.PinMode's values.
+PIN_MODES = ("default", "off", "balanced", "dedicated")
 MIN_SHARES, MAX_SHARES = 1, 10000  # cgroup v2 cpu.weight's range; 100 is normal
 # Image formats as qemu-img names them, which become -blockdev drivers: never a protocol or
 # pseudo-format (vvfat, nbd, ssh, http...) that would reach beyond the image file. The same list
@@ -130,7 +131,7 @@ class ResourcePolicy:
     auto_balloon: bool = True  # the controller may shrink the balloon of an idle guest
     min_memory_mib: int = _rule(low=0, high=MAX_MEMORY_MIB, default=256)  # never ballooned below this
     shares: int = _rule(low=MIN_SHARES, high=MAX_SHARES, default=100)  # CPU weight against other VMs
-    pin: str = _rule(choices=PIN_MODES, default="off")  # where its vCPU threads may run
+    pin: str = _rule(choices=PIN_MODES, default="default")  # where its vCPU threads may run
 
 
 @dataclass
@@ -275,3 +276,18 @@ def _check_fields(obj: DataclassInstance, prefix: str) -> None:
         for i, item in enumerate(items):
             if dataclasses.is_dataclass(item) and not isinstance(item, type):
                 _check_fields(item, f"{where}[{i}]." if isinstance(value, list) else where + ".")
+
+
+# Other declared settings files (the controller's) use the same declarations, loading and checks.
+declared = _rule
+
+
+def load_declared(cls: type[_Section], data: Any) -> _Section:
+    """Build and check the dataclass `cls` (fields declared with `declared`) from plain data."""
+    section = _load(cls, data, "")
+    _check_fields(section, "")
+    return section
+
+
+def check_declared(section: DataclassInstance) -> None:
+    _check_fields(section, "")

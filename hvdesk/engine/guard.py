@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from hvdesk.core.errors import NotFoundError
-from hvdesk.core.filelock import FileLock
+from hvdesk.core.errors import BusyError, NotFoundError
+from hvdesk.core.filelock import DEFAULT_WAIT, FileLock
 from hvdesk.core.storage import LOCK_FILE
 from hvdesk.engine.actions import Action
 from hvdesk.engine.machine import Machine
@@ -23,12 +23,17 @@ class Guard:
         self.watcher = watcher
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, machine: Machine, doing: str) -> AsyncIterator[Machine]:
-        """Hold the VM: this process's lock, then its file lock (`doing` tells waiters why)."""
-        async with self.registry.lock(machine):
+    async def exclusive(self, machine: Machine, doing: str, wait: float = DEFAULT_WAIT) -> AsyncIterator[Machine]:
+        """Hold the VM: this process's lock, then its file lock (`doing` tells waiters why). With
+        `wait` 0 a VM that this process is busy with raises BusyError at once (the controller
+        skips it for a cycle rather than queue behind a shutdown)."""
+        lock = self.registry.lock(machine)
+        if wait <= 0 and lock.locked():
+            raise BusyError(f"VM {machine.name!r} is busy with another operation in this process")
+        async with lock:
             flock = FileLock(machine.entry.folder / LOCK_FILE, f"VM {machine.name!r}")
             try:
-                await flock.acquire(doing)
+                await flock.acquire(doing, timeout=wait)
             except FileNotFoundError:
                 raise NotFoundError(f"VM {machine.name!r} was deleted or renamed meanwhile") from None
             try:
@@ -37,11 +42,11 @@ class Guard:
                 flock.release()
 
     @contextlib.asynccontextmanager
-    async def operate(self, name: str, action: Action) -> AsyncIterator[Machine]:
+    async def operate(self, name: str, action: Action, wait: float = DEFAULT_WAIT) -> AsyncIterator[Machine]:
         """Find, hold, refresh, check: the VM comes out in a state that allows `action`, and stays
         so (no other hvdesk changes it) until the block ends."""
         machine = self.registry.get(name)
-        async with self.exclusive(machine, action.value):
+        async with self.exclusive(machine, action.value, wait):
             await self.watcher.refresh_state(machine, owner=True)
             machine.require(action)
             yield machine

@@ -122,6 +122,7 @@ class Monitor:
                 reading.disk = readers.sum_blockstats(replies[0])
                 if balloon:
                     reading.guest = readers.parse_guest_stats(replies[1])
+                    reading.guest_updated = readers.guest_stats_time(replies[1], time.time(), time.monotonic())
                     if len(replies) > 2:
                         machine.balloon = replies[2]["actual"]
                     reading.balloon = machine.balloon

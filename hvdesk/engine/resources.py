@@ -1,6 +1,10 @@
-"""One-off resource changes on a running VM: its balloon target, where its vCPUs run, and its CPU
-weight. Each goes through the guard (find, hold, refresh, check the action table) and acts on the
-running QEMU only: nothing is written to vm.toml, and the next start begins afresh."""
+"""Resource changes on a running VM: its balloon target, where its vCPUs run, and its CPU weight.
+Each goes through the guard (find, hold, refresh, check the action table) and acts on the running
+QEMU only: nothing is written to vm.toml, and the next start begins afresh.
+
+Two kinds of caller: a person (`hvdesk balloon`, `pin`, `shares`: checked input, waits for the
+result) and the allocation controller (`set_balloon`, `place`, `weigh`: the policy's targets,
+never waiting for a busy VM, which it skips for a cycle)."""
 
 from __future__ import annotations
 
@@ -8,12 +12,14 @@ import asyncio
 from dataclasses import dataclass
 
 from hvdesk.control.cpu import V2_MAX, V2_MIN, cgroup_v1_shares, cgroup_v2_weight, nice_value
-from hvdesk.core.errors import ConfigError, StateError
+from hvdesk.core.errors import ConfigError, HvdeskError, StateError
 from hvdesk.engine.actions import Action
 from hvdesk.engine.guard import Guard
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu import affinity, cpu_weight
+
+NO_WAIT = 0.0  # the controller's lock wait: a VM busy with something else is left for this cycle
 
 MIB = 1024 * 1024
 BALLOON_SETTLE = 3.0  # seconds to wait for the guest to reach a new balloon target before reporting
@@ -82,10 +88,38 @@ class Resources:
             raise ConfigError(f"CPU shares {shares} are outside {V2_MIN}–{V2_MAX} (100 is normal)")
         weights = cpu_weight.Weights(cgroup_v2_weight(shares), cgroup_v1_shares(shares), nice_value(shares))
         async with self.guard.operate(name, Action.SHARES) as machine:
-            mechanism = cpu_weight.detect()
+            return self._weigh(machine, shares, weights)
+
+    def _weigh(self, machine: Machine, shares: int, weights: cpu_weight.Weights) -> SharesResult:
+        mechanism = cpu_weight.detect()
+        assert machine.pid is not None, "a running VM has a QEMU"
+        cpu_weight.apply(mechanism, machine.uuid, machine.pid, weights)
+        return SharesResult(shares, mechanism.describe(weights), mechanism.why)
+
+    # -- for the controller: targets computed by the policy, no waiting -----------------------------
+
+    async def set_balloon(self, name: str, target: int) -> None:
+        """Ask for a balloon size in bytes (the policy keeps it within the VM's memory)."""
+        async with self.guard.operate(name, Action.BALLOON, wait=NO_WAIT) as machine:
+            await self.watcher.command(machine, "balloon", {"value": target})
+
+    async def place(self, name: str, vcpus: list[frozenset[int]], emulator: frozenset[int]) -> None:
+        """Confine vCPU i's thread to vcpus[i] and every other QEMU thread to `emulator`."""
+        async with self.guard.operate(name, Action.PIN, wait=NO_WAIT) as machine:
+            tids = await self.vcpu_threads(machine)
             assert machine.pid is not None, "a running VM has a QEMU"
-            cpu_weight.apply(mechanism, machine.uuid, machine.pid, weights)
-            return SharesResult(shares, mechanism.describe(weights), mechanism.why)
+            others = [tid for tid in affinity.process_threads(machine.pid) if tid not in tids]
+            for tid, cpus in zip(tids, vcpus):
+                await asyncio.to_thread(affinity.pin_thread, tid, cpus)
+            for tid in others:
+                try:
+                    affinity.pin_thread(tid, emulator)
+                except HvdeskError:
+                    pass  # a short-lived worker thread that ended meanwhile
+
+    async def weigh(self, name: str, shares: int, weights: cpu_weight.Weights) -> SharesResult:
+        async with self.guard.operate(name, Action.SHARES, wait=NO_WAIT) as machine:
+            return self._weigh(machine, shares, weights)
 
     async def vcpu_threads(self, machine: Machine) -> list[int]:
         """The host thread ids of the VM's vCPUs, in vCPU order."""

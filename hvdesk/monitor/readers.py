@@ -67,6 +67,15 @@ def parse_guest_stats(reply: dict[str, Any]) -> dict[str, int | None]:
     return {name: (value if isinstance(value, int) and value >= 0 else None) for name, value in stats.items()}
 
 
+def guest_stats_time(reply: dict[str, Any], now_wall: float, now_mono: float) -> float | None:
+    """When the guest last refreshed its stats, on the monotonic clock (None: never). QEMU stamps
+    them with the host's wall clock in whole seconds (`last-update`)."""
+    stamp = reply.get("last-update") if isinstance(reply, dict) else None
+    if not isinstance(stamp, int) or isinstance(stamp, bool) or stamp <= 0:
+        return None
+    return now_mono - max(0.0, now_wall - stamp)
+
+
 def sum_blockstats(reply: list[dict[str, Any]], node_prefix: str = "disk") -> dict[str, int]:
     """Totals over the VM's own disks (nodes named disk0, disk1...; not the CD or firmware)."""
     totals = dict.fromkeys(DISK_KEYS, 0)

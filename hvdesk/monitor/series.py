@@ -32,6 +32,7 @@ class VmReading:
     rss: int | None = None  # bytes
     balloon: int | None = None  # bytes the guest may use (the balloon's "actual")
     guest: dict[str, int | None] = field(default_factory=dict)  # virtio-balloon guest stats (bytes, counts)
+    guest_updated: float | None = None  # when the guest last refreshed them (monotonic seconds)
     disk: dict[str, int] | None = None  # rd_bytes, wr_bytes, rd_operations, wr_operations, summed
 
 
@@ -53,6 +54,7 @@ class VmSample:
     disk_write: float | None
     disk_read_ops: float | None
     disk_write_ops: float | None
+    guest_updated: float | None = None  # monotonic time of the guest's last stats report
     network: str = "not available with user-mode NAT (the host sees no per-VM interface)"
 
     def to_json(self) -> dict[str, Any]:
@@ -97,7 +99,7 @@ class VmSeries:
             (total - free if total is not None and free is not None else None),
             guest_available=available, swap_in=rate["swap_in"], major_faults=rate["major_faults"],
             disk_read=rate["disk_read"], disk_write=rate["disk_write"], disk_read_ops=rate["disk_read_ops"],
-            disk_write_ops=rate["disk_write_ops"])
+            disk_write_ops=rate["disk_write_ops"], guest_updated=reading.guest_updated)
         self.times.append(now)
         for name in SCALARS:
             self.rings[name].append(getattr(sample, name))

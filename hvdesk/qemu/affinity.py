@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
 
 from hvdesk.core.errors import ConfigError, HvdeskError
 
@@ -25,6 +27,65 @@ def host_cpus() -> frozenset[int]:
     if hasattr(os, "sched_getaffinity"):
         return frozenset(os.sched_getaffinity(0))
     return frozenset(range(os.cpu_count() or 1))
+
+
+class HostCpu(NamedTuple):
+    """One logical CPU: its physical core, last-level-cache domain and NUMA node (ids as the OS
+    numbers them; SMT siblings share a core)."""
+
+    id: int
+    core: int
+    cache: int
+    node: int
+
+
+SYS_CPU = Path("/sys/devices/system/cpu")
+
+
+def host_topology(root: Path = SYS_CPU) -> list[HostCpu]:
+    """The CPUs this process may use, with their topology (Linux sysfs). Where sysfs says nothing
+    (other systems, containers hiding it), each CPU is its own core in one cache and one node."""
+    topology = []
+    for cpu in sorted(host_cpus()):
+        base = root / f"cpu{cpu}"
+        package = _sys_int(base / "topology/physical_package_id", 0)
+        core = _sys_int(base / "topology/core_id", cpu)
+        cache = _last_level_cache(base)
+        nodes = sorted(int(p.name[4:]) for p in base.glob("node[0-9]*")) if base.is_dir() else []
+        topology.append(HostCpu(cpu, package * 100000 + core, cache if cache is not None else package,
+                                nodes[0] if nodes else 0))
+    return topology
+
+
+def _sys_int(path: Path, default: int) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return default
+
+
+def _last_level_cache(cpu_dir: Path) -> int | None:
+    """The lowest CPU id sharing this CPU's highest-level cache: one id per cache domain."""
+    best: tuple[int, int] | None = None
+    for index in cpu_dir.glob("cache/index[0-9]*"):
+        level = _sys_int(index / "level", -1)
+        try:
+            shared = parse_cpu_list((index / "shared_cpu_list").read_text(), range(MAX_CPU + 1))
+        except (OSError, ConfigError):
+            continue
+        if shared and (best is None or level > best[0]):
+            best = (level, min(shared))
+    return best[1] if best is not None else None
+
+
+def process_threads(pid: int) -> list[int]:
+    """The thread ids of a process (Linux; empty elsewhere)."""
+    try:
+        return sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        raise HvdeskError(f"process {pid} is gone (did the VM just stop?)") from None
+    except OSError:
+        return []
 
 
 def parse_cpu_list(text: str, available: Iterable[int]) -> frozenset[int]:

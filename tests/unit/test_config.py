@@ -159,7 +159,7 @@ def test_resource_policy_defaults_round_trip_and_rules() -> None:
     from hvdesk.control.inputs import PinMode
     from hvdesk.core.config import PIN_MODES, ResourcePolicy
 
-    assert PIN_MODES == tuple(mode.value for mode in PinMode)
+    assert PIN_MODES == ("default", *(mode.value for mode in PinMode))
     config = VmConfig(name="r", resources=ResourcePolicy(auto_balloon=False, min_memory_mib=300, shares=400,
                                                           pin="balanced"))
     again = VmConfig.from_dict(config.to_dict())
