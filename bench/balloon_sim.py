@@ -99,6 +99,7 @@ class Run:
     configured: int  # bytes of all VMs' configured memory
     reclaimed: list[int] = field(default_factory=list)  # bytes in balloons after each cycle
     cache_kept: list[float] = field(default_factory=list)  # share of wanted page cache that fit
+    host_used: list[float] = field(default_factory=list)  # share of the host's memory used, after each cycle
     pressure_events: int = 0
     oom_kills: int = 0
     commands: int = 0
@@ -127,6 +128,7 @@ def simulate(scenario: Scenario, policy: BalloonPolicy, cycles: int | None = Non
                 guest.actual = max(0, min(guest.memory_max, target))
             _demand(run, guest, trace.own[cycle], trace.cache[cycle])
         run.reclaimed.append(sum(g.memory_max - g.actual for g in guests))
+        run.host_used.append((scenario.host_other[cycle] + sum(g.actual for g in guests)) / scenario.host_total)
         wanted = sum(t.cache[cycle] for t in scenario.vms)
         run.cache_kept.append(sum(g.cache for g in guests) / wanted if wanted else 1.0)
     return run
