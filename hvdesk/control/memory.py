@@ -14,10 +14,11 @@ Each cycle (`decide`):
    the balloon only follows one cycle late, so its floor keeps room for that peak for a while.
    When the floors do not fit, every VM gets its floor and a BUDGET decision says by how much the
    budget is missed (once, when that starts).
-4. Rates: growing goes to the share at once; shrinking goes at most `shrink_fraction` of the configured
-   memory (capped at `shrink_cap`) a cycle, not at all when less than `shrink_deadband` is to be gained,
-   and not before the guest has reported stats newer than the VM's last balloon change (stats of the
-   same moment were taken before the change). With a pool the
+4. Rates: a VM below its floor grows to its share at once; above it, growing goes at the shrink's
+   pace and not for less than the dead band (the guest does not need it yet). Shrinking goes at most
+   `shrink_fraction` of the configured memory (capped at `shrink_cap`) a cycle, not at all when less
+   than `shrink_deadband` is to be gained, and not before the guest has reported stats newer than the
+   VM's last balloon change (stats of the same moment were taken before the change). With a pool the
    rate yields to the pool: VMs shrink further (never below their share) until the pool holds.
 Targets are whole MiB, never below the floor, never above the configured memory. A decision is made
 only when a target differs from the balloon's actual size by at least one MiB.
@@ -192,7 +193,7 @@ def _share_out(eligible: list[_Eligible], budget: int) -> None:
 
 def _rate_limited(item: _Eligible, last_change: float | None, config: MemoryPolicyConfig) -> int:
     if item.desired >= item.actual:
-        return item.desired  # grow at once: a guest short of memory should not wait
+        return _grown(item, config)
     gap = item.actual - item.desired
     guest = item.vm.observed.guest
     if gap < config.shrink_deadband:
@@ -204,6 +205,19 @@ def _rate_limited(item: _Eligible, last_change: float | None, config: MemoryPoli
     step = _shrink_step(item.vm.observed.memory_max, config)
     item.note = f"shrinking by at most {mib(step)} a cycle" if gap > step else ""
     return max(item.desired, item.actual - step)
+
+
+def _grown(item: _Eligible, config: MemoryPolicyConfig) -> int:
+    if item.actual < item.floor:
+        return item.desired  # grow at once: a guest short of memory should not wait
+    # above its floor the guest does not need it yet: grow at the shrink's pace, so that the others'
+    # shrinking (rate-limited) pays for it as it comes, and small moves of the shares send no command
+    if item.desired - item.actual < config.shrink_deadband:
+        return item.actual
+    step = _shrink_step(item.vm.observed.memory_max, config)
+    if item.desired - item.actual > step:
+        item.note = f"growing by at most {mib(step)} a cycle above its floor"
+    return min(item.desired, item.actual + step)
 
 
 def _shrink_step(memory_max: int, config: MemoryPolicyConfig) -> int:

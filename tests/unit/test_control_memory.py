@@ -135,6 +135,19 @@ def test_a_spike_keeps_its_room_for_peak_hold_then_the_balloon_shrinks_again() -
     assert trace.guests["a"].actual == floor_of(trace.guests["a"])
 
 
+def test_room_on_the_host_is_given_back_at_the_shrink_pace_to_a_guest_above_its_floor() -> None:
+    trace = Trace([Guest("a", use=100 * MIB)], host_used_other=HOST_TOTAL)
+    trace.run(40)
+    assert trace.guests["a"].actual < 300 * MIB
+    trace.other = 0  # the host has room again: the guest, not short of memory, grows 51 MiB a cycle
+    sizes = [trace.guests["a"].actual]
+    for _ in range(30):
+        trace.step()
+        sizes.append(trace.guests["a"].actual)
+    assert all(0 <= after - before <= 51 * MIB for before, after in zip(sizes, sizes[1:]))
+    assert sizes[-1] == 1024 * MIB
+
+
 def test_a_ramp_is_followed_cycle_by_cycle_never_below_the_floor() -> None:
     trace = over_target_host(Guest("a", use=100 * MIB))
     trace.run(40)
