@@ -8,13 +8,17 @@ Each cycle (`decide`):
    The rest are eligible.
 2. The budget for the eligible VMs: with a pool, the pool minus the other VMs' sizes (a hard limit);
    else their current sizes plus the host's headroom under `host_target` of its memory (may be negative).
-3. Water-filling by shares between floors and caps: floor = max(minimum memory, guest use + reserve),
-   cap = configured memory. When the floors do not fit, every VM gets its floor and a BUDGET decision
-   says by how much the budget is missed (once, when that starts).
-4. Rates: growing goes to the share at once; shrinking goes at most `shrink_fraction` of the configured
-   memory (capped at `shrink_cap`) a cycle, not at all when less than `shrink_deadband` is to be gained,
-   and not before the guest has reported stats newer than the VM's last balloon change (stats of the
-   same moment were taken before the change). With a pool the
+3. Water-filling by shares between floors and caps: floor = max(minimum memory, peak use + reserve),
+   cap = configured memory. The peak use is the guest's highest own use seen within `peak_hold`
+   seconds: a guest that needed more a few minutes ago (a spike, a build) is likely to again, and
+   the balloon only follows one cycle late, so its floor keeps room for that peak for a while.
+   When the floors do not fit, every VM gets its floor and a BUDGET decision says by how much the
+   budget is missed (once, when that starts).
+4. Rates: a VM below its floor grows to its share at once; above it, growing goes at the shrink's
+   pace and not for less than the dead band (the guest does not need it yet). Shrinking goes at most
+   `shrink_fraction` of the configured memory (capped at `shrink_cap`) a cycle, not at all when less
+   than `shrink_deadband` is to be gained, and not before the guest has reported stats newer than the
+   VM's last balloon change (stats of the same moment were taken before the change). With a pool the
    rate yields to the pool: VMs shrink further (never below their share) until the pool holds.
 Targets are whole MiB, never below the floor, never above the configured memory. A decision is made
 only when a target differs from the balloon's actual size by at least one MiB.
@@ -43,6 +47,7 @@ class MemoryPolicyConfig:
     swap_in_alarm: float = 1.0 * MIB  # bytes/s
     major_fault_alarm: float = 100.0  # faults/s
     hold_off: float = 60.0  # seconds
+    peak_hold: float = 900.0  # seconds a guest's highest use stays in its floor
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class MemoryState:
     hold_until: Mapping[str, float] = field(default_factory=dict)
     last_change: Mapping[str, float] = field(default_factory=dict)  # time of the last balloon decision
     budget_unmet: bool = False
+    peaks: Mapping[str, tuple[int, float]] = field(default_factory=dict)  # (highest own use, when seen)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class _Eligible:
     vm: Vm
     actual: int
     floor: int
+    peak: int = 0  # the highest own use within peak_hold (the floor's use)
     desired: int = 0
     target: int = 0
     note: str = ""
@@ -74,7 +81,8 @@ def decide(host: HostState, vms: Sequence[Vm], previous: MemoryState,
     names = {vm.name for vm in vms}
     hold_until = {n: t for n, t in previous.hold_until.items() if n in names and t > now}
     last_change = {n: t for n, t in previous.last_change.items() if n in names}
-    decisions, eligible, fixed = _sort_out(vms, now, hold_until, config)
+    peaks = _peaks(vms, now, previous.peaks, config)
+    decisions, eligible, fixed = _sort_out(vms, now, hold_until, peaks, config)
     budget = _budget(host, eligible, fixed, config)
     shortfall = sum(e.floor for e in eligible) - budget
     if shortfall > 0 and not previous.budget_unmet:
@@ -90,10 +98,30 @@ def decide(host: HostState, vms: Sequence[Vm], previous: MemoryState,
     for d in decisions:
         if d.kind is Kind.BALLOON:
             last_change[d.vm] = now
-    return decisions, MemoryState(hold_until, last_change, shortfall > 0)
+    return decisions, MemoryState(hold_until, last_change, shortfall > 0, peaks)
 
 
-def _sort_out(vms: Sequence[Vm], now: float, hold_until: dict[str, float],
+def _peaks(vms: Sequence[Vm], now: float, previous: Mapping[str, tuple[int, float]],
+           config: MemoryPolicyConfig) -> dict[str, tuple[int, float]]:
+    """Each VM's peak own use: the highest seen, kept `peak_hold` seconds after it was last reached
+    (within the reserve: a spike that recurs a little lower is the same spike), then the current use.
+    A VM without stats keeps its peak."""
+    peaks: dict[str, tuple[int, float]] = {}
+    for vm in vms:
+        use, held = vm.observed.guest_own_use(), previous.get(vm.name)
+        if use is None:
+            if held is not None:
+                peaks[vm.name] = held
+        elif held is None or now - held[1] > config.peak_hold:
+            peaks[vm.name] = (use, now)
+        elif use + config.reserve >= held[0]:
+            peaks[vm.name] = (max(use, held[0]), now)
+        else:
+            peaks[vm.name] = held
+    return peaks
+
+
+def _sort_out(vms: Sequence[Vm], now: float, hold_until: dict[str, float], peaks: Mapping[str, tuple[int, float]],
               config: MemoryPolicyConfig) -> tuple[list[Decision], list[_Eligible], int]:
     """Step 1: (give-back decisions, the eligible VMs, bytes of the others). Updates hold_until."""
     decisions: list[Decision] = []
@@ -111,7 +139,8 @@ def _sort_out(vms: Sequence[Vm], now: float, hold_until: dict[str, float],
             fixed += vm.observed.memory_max
             decisions += _give_back(vm, actual, now, alarm, hold_until[vm.name])
             continue
-        eligible.append(_Eligible(vm, actual, _floor(vm, config)))
+        peak = max(vm.observed.guest_own_use() or 0, peaks.get(vm.name, (0, now))[0])
+        eligible.append(_Eligible(vm, actual, _floor(vm, peak, config), peak))
     return decisions, eligible, fixed
 
 
@@ -144,9 +173,8 @@ def _give_back(vm: Vm, actual: int, now: float, alarm: tuple[str, dict[str, Json
                      {"actual": actual, "memory_max": full, "hold_until": until, **numbers})]
 
 
-def _floor(vm: Vm, config: MemoryPolicyConfig) -> int:
-    use = vm.observed.guest_own_use() or 0
-    wanted = max(vm.settings.min_memory, use + config.reserve)
+def _floor(vm: Vm, peak: int, config: MemoryPolicyConfig) -> int:
+    wanted = max(vm.settings.min_memory, peak + config.reserve)
     return min(vm.observed.memory_max, math.ceil(wanted / MIB) * MIB)
 
 
@@ -165,7 +193,7 @@ def _share_out(eligible: list[_Eligible], budget: int) -> None:
 
 def _rate_limited(item: _Eligible, last_change: float | None, config: MemoryPolicyConfig) -> int:
     if item.desired >= item.actual:
-        return item.desired  # grow at once: a guest short of memory should not wait
+        return _grown(item, config)
     gap = item.actual - item.desired
     guest = item.vm.observed.guest
     if gap < config.shrink_deadband:
@@ -177,6 +205,19 @@ def _rate_limited(item: _Eligible, last_change: float | None, config: MemoryPoli
     step = _shrink_step(item.vm.observed.memory_max, config)
     item.note = f"shrinking by at most {mib(step)} a cycle" if gap > step else ""
     return max(item.desired, item.actual - step)
+
+
+def _grown(item: _Eligible, config: MemoryPolicyConfig) -> int:
+    if item.actual < item.floor:
+        return item.desired  # grow at once: a guest short of memory should not wait
+    # above its floor the guest does not need it yet: grow at the shrink's pace, so that the others'
+    # shrinking (rate-limited) pays for it as it comes, and small moves of the shares send no command
+    if item.desired - item.actual < config.shrink_deadband:
+        return item.actual
+    step = _shrink_step(item.vm.observed.memory_max, config)
+    if item.desired - item.actual > step:
+        item.note = f"growing by at most {mib(step)} a cycle above its floor"
+    return min(item.desired, item.actual + step)
 
 
 def _shrink_step(memory_max: int, config: MemoryPolicyConfig) -> int:
@@ -203,16 +244,23 @@ def _balloon_decision(now: float, item: _Eligible, budget: int, config: MemoryPo
     verb = "grows" if item.target > item.actual else "shrinks"
     source = f"pool {mib(config.pool)}" if config.pool is not None else \
         f"host target {config.host_target:.0%}"
+    peak = _peak_words(use or 0, item.peak, config)
     reason = (f"guest uses {mib(use or 0)}; floor {mib(item.floor)} (minimum {mib(settings.min_memory)}, "
-              f"use + reserve {mib((use or 0) + config.reserve)}); its share of the {source} budget is "
+              f"{peak} + reserve {mib(item.peak + config.reserve)}); its share of the {source} budget is "
               f"{mib(item.desired)} at {settings.shares} shares: {verb} from {mib(item.actual)} to {mib(item.target)}")
     if item.note:
         reason += f", {item.note}"
     inputs: dict[str, JsonValue] = {
         "actual": item.actual, "memory_max": seen.memory_max, "guest_use": use, "floor": item.floor,
-        "min_memory": settings.min_memory, "reserve": config.reserve, "share": item.desired,
+        "peak_use": item.peak, "min_memory": settings.min_memory, "reserve": config.reserve, "share": item.desired,
         "budget": budget, "shares": settings.shares}
     return Decision(now, item.name, Kind.BALLOON, item.target, reason, inputs)
+
+
+def _peak_words(use: int, peak: int, config: MemoryPolicyConfig) -> str:
+    if peak <= use:
+        return "use"
+    return f"peak use {mib(peak)} within {config.peak_hold / 60:.0f} min"
 
 
 def _budget_decision(now: float, shortfall: int, budget: int, eligible: list[_Eligible],

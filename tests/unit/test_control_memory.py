@@ -110,6 +110,44 @@ def test_a_spike_grows_back_to_need_in_one_cycle() -> None:
     assert "grows" in decisions[0].reason
 
 
+def test_a_spike_keeps_its_room_for_peak_hold_then_the_balloon_shrinks_again() -> None:
+    # the balloon follows a cycle late: a spike that recurs must find its memory still there
+    trace = over_target_host(Guest("a", use=100 * MIB))
+    trace.run(40)
+    trace.guests["a"].use = 500 * MIB
+    trace.step()
+    trace.guests["a"].use = 100 * MIB
+    kept = 500 * MIB + CONFIG.reserve
+    for _ in range(int(CONFIG.peak_hold) - 100):
+        trace.step()
+        assert trace.guests["a"].actual >= kept
+    trace.guests["a"].actual = 1024 * MIB  # given back (say, after an alarm): it shrinks to the peak's floor
+    decisions = balloon(trace.run(30))
+    assert kept <= trace.guests["a"].actual < kept + CONFIG.shrink_deadband
+    assert "peak use 500 MiB within 15 min" in decisions[-1].reason
+    assert decisions[-1].inputs["peak_use"] == 500 * MIB
+    trace.guests["a"].use = 480 * MIB  # the spike again, a little lower: held for another peak_hold
+    trace.step()
+    trace.guests["a"].use = 100 * MIB
+    trace.run(int(CONFIG.peak_hold) - 10)
+    assert trace.guests["a"].actual >= kept
+    trace.run(40)  # expired: down to use + reserve at the shrink rate
+    assert trace.guests["a"].actual == floor_of(trace.guests["a"])
+
+
+def test_room_on_the_host_is_given_back_at_the_shrink_pace_to_a_guest_above_its_floor() -> None:
+    trace = Trace([Guest("a", use=100 * MIB)], host_used_other=HOST_TOTAL)
+    trace.run(40)
+    assert trace.guests["a"].actual < 300 * MIB
+    trace.other = 0  # the host has room again: the guest, not short of memory, grows 51 MiB a cycle
+    sizes = [trace.guests["a"].actual]
+    for _ in range(30):
+        trace.step()
+        sizes.append(trace.guests["a"].actual)
+    assert all(0 <= after - before <= 51 * MIB for before, after in zip(sizes, sizes[1:]))
+    assert sizes[-1] == 1024 * MIB
+
+
 def test_a_ramp_is_followed_cycle_by_cycle_never_below_the_floor() -> None:
     trace = over_target_host(Guest("a", use=100 * MIB))
     trace.run(40)
