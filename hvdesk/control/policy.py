@@ -7,6 +7,7 @@ The caller keeps `state` between cycles and hands the decisions to the actuators
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -41,8 +42,9 @@ def forget(state: PolicyState, names: set[str]) -> PolicyState:
     if not names:
         return state
     return PolicyState(
-        memory.MemoryState(_without(state.memory.hold_until, names), _without(state.memory.last_change, names),
-                           state.memory.budget_unmet),
+        dataclasses.replace(state.memory, hold_until=_without(state.memory.hold_until, names),
+                            last_change=_without(state.memory.last_change, names),
+                            peaks=_without(state.memory.peaks, names)),
         cpu.CpuState(_without(state.cpu.placements, names), _without(state.cpu.shares, names)))
 
 

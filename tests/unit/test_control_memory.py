@@ -364,3 +364,17 @@ def test_a_host_over_its_target_with_nothing_to_give_says_so() -> None:
     trace = over_target_host(Guest("a", use=100 * MIB, stats_time=None))
     budget = [d for d in trace.run(3) if d.kind is Kind.BUDGET]
     assert len(budget) == 1 and "no VM can give memory back" in budget[0].reason
+
+
+def test_forget_drops_only_the_named_vms_memory_and_cpu_state() -> None:
+    from hvdesk.control import cpu, policy
+
+    state = policy.PolicyState(
+        MemoryState(hold_until={"a": 5.0, "b": 6.0}, last_change={"a": 1.0, "b": 2.0}, budget_unmet=True,
+                           peaks={"a": (1, 1.0), "b": (2, 2.0)}),
+        cpu.CpuState(shares={"a": 200, "b": 300}))
+    kept = policy.forget(state, {"a"})
+    assert kept.memory.hold_until == {"b": 6.0} and kept.memory.last_change == {"b": 2.0}
+    assert kept.memory.peaks == {"b": (2, 2.0)} and kept.memory.budget_unmet
+    assert kept.cpu.shares == {"b": 300}
+    assert policy.forget(state, set()) is state
