@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("shares", type=_whole("CPU shares"), metavar="N", help="1-10000; 100 is the default")
 
+    from hvdesk.cli import modify  # here: it reads this module's memory type
+
+    modify.add_parser(sub)
+
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")
     p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")
