@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import statistics
 import time
-from pathlib import Path
 
 from bench.balloon_sim import simulate
 from bench.balloon_traces import MIB, Scenario, Trace

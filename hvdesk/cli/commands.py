@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from hvdesk.core.errors import NotFoundError
+from hvdesk.core.errors import ConfigError, NotFoundError
 from hvdesk.core.units import format_approx, format_size
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.manager import Manager
@@ -179,6 +179,26 @@ async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_modify(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.cli import modify as options
+    from hvdesk.engine.modify import modify
+
+    try:
+        done = await modify(manager, args.name, options.changes(args))
+    except ConfigError as exc:
+        raise options.in_option_words(exc) from None
+    name = done.machine.name
+    if not done.changed:
+        print(f"{name!r}: nothing changed (it already had these settings)")
+        return 0
+    print(f"Changed {name!r}" + (f" ({done.machine.state})" if done.machine.state.active else "") + ":")
+    for key, (old, new) in done.changed.items():
+        when = (" (takes effect at next start)" if key in done.at_next_start else
+                " (the allocation controller applies it while the VM runs)" if key in done.by_controller else "")
+        print(f"  {options.flag_of(key)}: {options.shown(key, old)} -> {options.shown(key, new)}{when}")
+    return 0
+
+
 async def cmd_balloon(manager: Manager, args: argparse.Namespace) -> int:
     done = await manager.balloon(args.name, args.mib)
     reached = "reached" if done.actual_mib == done.target_mib else "not reached yet: the guest has"
@@ -217,4 +237,5 @@ HANDLERS = {
     "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
     "stats": cmd_stats, "top": cmd_top, "balloon": cmd_balloon, "pin": cmd_pin, "shares": cmd_shares,
     "agent": cmd_agent, "decisions": cmd_decisions,
+    "modify": cmd_modify,
 }

@@ -76,6 +76,10 @@ def _parse(words: list[str]) -> argparse.Namespace | None:
         parser.error("stop: --timeout 0 only makes sense with --force")
     if args.command == "send-keys" and not args.keys and not args.text:
         parser.error("send-keys: give at least one KEY or --text")
+    if args.command == "modify":
+        from hvdesk.cli import modify
+
+        modify.check(parser, args)
     return args
 
 

@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_bounded("limit", 1, 100000), default=200, metavar="N",
                    help="show the last N decisions (default 200)")
 
+    from hvdesk.cli import modify  # here: it reads this module's memory type
+
+    modify.add_parser(sub)
+
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")
     p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")

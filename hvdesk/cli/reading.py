@@ -97,6 +97,17 @@ def _format_info(data: describe.Report) -> str:
         fwd = ", ".join(f"{f['protocol']} {f['host_address']}:{f['host_port']}->{f['guest_port']}"
                         for f in nic["forwards"])
         lines.append(f"Network:     {nic['mode']} ({nic['model']}, {nic['mac']}){'; ' + fwd if fwd else ''}")
+    on = {True: "on", False: "off"}
+    balloon, display, res = data["balloon"], data["display"], data["resources"]
+    lines += [
+        f"Balloon:     {on[balloon['enabled']]}" + (f" (free page reporting {on[balloon['free_page_reporting']]}, "
+                                                    f"deflate on OOM {on[balloon['deflate_on_oom']]})"
+                                                    if balloon["enabled"] else ""),
+        f"Display:     {display['vga']}, console {on[display['vnc']]}, tablet {on[display['tablet']]}",
+        f"Resources:   auto-balloon {on[res['auto_balloon']]}, min {res['min_memory_mib']} MiB, "
+        f"shares {res['shares']}, pin {res['pin']}",
+        f"TPM:         {on[data['tpm']]}",
+    ]
     if data["kernel"]:
         lines.append(f"Kernel:      {data['kernel']['kernel']} {data['kernel']['append']}".rstrip())
     lines += [f"QMP socket:  {data['sockets']['qmp']}", f"VNC socket:  {data['sockets']['vnc'] or '-'}",

@@ -46,6 +46,7 @@ MIN_SHARES, MAX_SHARES = 1, 10000  # cgroup v2 cpu.weight's range; 100 is normal
 DISK_FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhdx", "vpc", "qed", "qcow", "parallels", "dmg")
 MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB: far beyond any desktop host, catches unit mistakes
 MAX_CPUS = 255  # QEMU's x86 limit without an IOMMU for x2APIC
+DEFAULT_MIN_MEMORY_MIB = 256  # the controller's floor for a VM's memory, unless the VM has less
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -129,7 +130,8 @@ class ResourcePolicy:
     """How the allocation controller treats the VM (it acts only while the VM runs)."""
 
     auto_balloon: bool = True  # the controller may shrink the balloon of an idle guest
-    min_memory_mib: int = _rule(low=0, high=MAX_MEMORY_MIB, default=256)  # never ballooned below this
+    # Never ballooned below this; at most the VM's memory (VmConfig.validate).
+    min_memory_mib: int = _rule(low=0, high=MAX_MEMORY_MIB, default=DEFAULT_MIN_MEMORY_MIB)
     shares: int = _rule(low=MIN_SHARES, high=MAX_SHARES, default=100)  # CPU weight against other VMs
     pin: str = _rule(choices=PIN_MODES, default="default")  # where its vCPU threads may run
 
@@ -179,6 +181,10 @@ class VmConfig:
         macs = [n.mac for n in self.nics]
         if len(set(macs)) != len(macs):
             raise ConfigError("nics: two network cards share a MAC address")
+        _check_forwards(self.nics)
+        if self.resources.min_memory_mib > self.memory_mib:
+            raise ConfigError(f"resources.min_memory_mib: {self.resources.min_memory_mib} MiB is more than the "
+                              f"VM's memory ({self.memory_mib} MiB)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,7 +199,22 @@ class VmConfig:
             if isinstance(schema, int) and schema > SCHEMA_VERSION:
                 raise ConfigError(f"written by a newer hvdesk (schema {schema}; this one reads {SCHEMA_VERSION})")
             raise ConfigError(f"schema: expected {SCHEMA_VERSION}, found {schema!r}")
+        if "resources" not in data and isinstance(memory := data.get("memory_mib"), int):
+            # Written before the [resources] section: the default floor, or the VM's memory if less.
+            data["resources"] = {"min_memory_mib": max(0, min(DEFAULT_MIN_MEMORY_MIB, memory))}
         return _load(cls, data, "").validate()
+
+
+def _check_forwards(nics: list[Nic]) -> None:
+    """No host port forwarded twice: QEMU would fail to start on the second one."""
+    taken: dict[tuple[str, int], list[str]] = {}
+    for i, nic in enumerate(nics):
+        for j, rule in enumerate(nic.forwards):
+            addresses = taken.setdefault((rule.protocol, rule.host_port), [])
+            if any(a == rule.host_address or "0.0.0.0" in (a, rule.host_address) for a in addresses):
+                raise ConfigError(f"nics[{i}].forwards[{j}]: host port {rule.protocol} {rule.host_port} "
+                                  f"is already forwarded")
+            addresses.append(rule.host_address)
 
 
 def _drop_none(value: Any) -> Any:

@@ -67,6 +67,7 @@ def static_details(machine: Machine) -> Report:
     data.update({
         "firmware": config.firmware,
         "machine": config.machine,
+        "accel": config.accel,
         "accelerator": _accelerator(machine),
         "disks": [_disk(machine, d) for d in config.disks],
         "cdrom": {"iso": config.cdrom.iso, "bus": config.cdrom.bus} if config.cdrom else None,
@@ -75,6 +76,9 @@ def static_details(machine: Machine) -> Report:
                   "forwards": [vars(f).copy() for f in n.forwards]} for n in config.nics],
         "kernel": vars(config.kernel).copy() if config.kernel else None,
         "balloon": vars(config.balloon).copy(),
+        "display": vars(config.display).copy(),
+        "resources": vars(config.resources).copy(),
+        "tpm": config.tpm,
         "sockets": _sockets(machine),
         "log": str(paths.qemu_log),
         "serial_log": str(paths.serial_log),

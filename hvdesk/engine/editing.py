@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from hvdesk.core.config import CdDrive, Disk, VmConfig
@@ -21,8 +22,9 @@ from hvdesk.engine.machine import Machine
 from hvdesk.qemu import discovery, images
 from hvdesk.qemu.argv import CD_ID
 
-# Settings a running VM takes without a restart.
-LIVE_FIELDS = {"name", "notes", "cdrom", "disks"}
+# Settings a running VM takes without a restart; `resources` is read by the allocation
+# controller while the VM runs, never by QEMU.
+LIVE_FIELDS = {"name", "notes", "cdrom", "disks", "resources"}
 
 
 def pending_changes(machine: Machine) -> list[str]:
@@ -38,12 +40,19 @@ def pending_changes(machine: Machine) -> list[str]:
 async def save_settings(manager: Engine, name: str, config: VmConfig) -> Machine:
     """Save edited settings; a changed CD is also applied live to a running VM. A rename also
     holds the library lock (taken first, as create and delete do), so names stay unique."""
-    renaming = config.name != manager.get(name).name
+    return await edit_settings(manager, name, lambda _current: config,
+                               renaming=config.name != manager.get(name).name)
+
+
+async def edit_settings(manager: Engine, name: str, edit: Callable[[VmConfig], VmConfig], *,
+                        renaming: bool) -> Machine:
+    """As save_settings, with the new config made by `edit` from the current one inside the
+    guard (so no other hvdesk's change in between is lost); `edit` must not change its argument."""
     async with contextlib.AsyncExitStack() as stack:
         if renaming:
             await stack.enter_async_context(manager.library.lock().held(f"renaming VM {name!r}"))
         machine = await stack.enter_async_context(manager.operate(name, Action.EDIT))
-        return await _save(manager, machine, config)
+        return await _save(manager, machine, edit(machine.config))
 
 
 async def _save(manager: Engine, machine: Machine, config: VmConfig) -> Machine:

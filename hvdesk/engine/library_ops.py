@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hvdesk.core.config import BackingImage, CdDrive, Disk, KernelBoot, VmConfig
+from hvdesk.core.config import DEFAULT_MIN_MEMORY_MIB, BackingImage, CdDrive, Disk, KernelBoot, ResourcePolicy, VmConfig
 from hvdesk.core.errors import BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError, StateError
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import OsPreset, preset
@@ -114,7 +114,8 @@ async def _plan(manager: Engine, request: CreateRequest) -> tuple[VmConfig, Dete
     memory, cpus = _resources(request, os_preset)
     config = VmConfig(name=request.name, os=os_preset.id, memory_mib=memory, cpus=cpus,
                       firmware=request.firmware or os_preset.firmware,
-                      machine=request.machine or os_preset.machine, notes=request.notes)
+                      machine=request.machine or os_preset.machine, notes=request.notes,
+                      resources=ResourcePolicy(min_memory_mib=min(DEFAULT_MIN_MEMORY_MIB, memory)))
     if config.machine == "pc" and config.cdrom is not None:  # the pc machine has IDE, no SATA
         config.cdrom = dataclasses.replace(config.cdrom, bus="ide")
     if not os_preset.virtio:  # no virtio drivers in the installer: devices it knows

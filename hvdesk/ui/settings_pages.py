@@ -180,6 +180,8 @@ class SystemPage(Page):
 
     def store(self, config: VmConfig) -> None:
         config.memory_mib, config.cpus = self.memory.value(), self.cpus.value()
+        # The controller's floor (not on these pages) follows the memory down; it is never above it.
+        config.resources.min_memory_mib = min(config.resources.min_memory_mib, config.memory_mib)
         config.firmware, config.machine = self.firmware.currentData(), self.machine.currentData()
         items = [self.boot.item(i) for i in range(self.boot.count())]
         config.boot_order = [i.data(Qt.ItemDataRole.UserRole) for i in items

@@ -171,3 +171,28 @@ def test_resource_policy_defaults_round_trip_and_rules() -> None:
         data["resources"].update(bad)
         with pytest.raises(ConfigError, match=field):
             VmConfig.from_dict(data)
+
+
+def test_the_minimum_memory_is_at_most_the_memory() -> None:
+    from hvdesk.core.config import ResourcePolicy
+
+    VmConfig(name="r", memory_mib=512, resources=ResourcePolicy(min_memory_mib=512)).validate()
+    with pytest.raises(ConfigError, match=r"^resources\.min_memory_mib: 513 MiB is more than the VM's memory"):
+        VmConfig(name="r", memory_mib=512, resources=ResourcePolicy(min_memory_mib=513)).validate()
+    # A vm.toml from before the [resources] section: the default floor, or the VM's memory if less.
+    data = VmConfig(name="small", memory_mib=128).to_dict()
+    del data["resources"]
+    assert VmConfig.from_dict(data).resources.min_memory_mib == 128
+    data["memory_mib"] = 4096
+    assert VmConfig.from_dict(data).resources.min_memory_mib == 256
+
+
+def test_a_host_port_is_forwarded_once() -> None:
+    def config(*rules: PortForward) -> VmConfig:
+        return VmConfig(name="f", nics=[Nic(forwards=list(rules[:1])), Nic(forwards=list(rules[1:]))])
+
+    config(PortForward("tcp", 2222, 22), PortForward("udp", 2222, 22), PortForward("tcp", 2223, 22)).validate()
+    config(PortForward("tcp", 80, 80, "127.0.0.1"), PortForward("tcp", 80, 80, "127.0.0.2")).validate()
+    for second in (PortForward("tcp", 2222, 23), PortForward("tcp", 2222, 22, "0.0.0.0")):
+        with pytest.raises(ConfigError, match=r"^nics\[1\]\.forwards\[0\]: host port tcp 2222 is already forwarded"):
+            config(PortForward("tcp", 2222, 22), second).validate()

@@ -25,7 +25,10 @@ from hvdesk.core.config import (
     DISK_FORMATS,
     FIRMWARES,
     MACHINES,
+    MAX_SHARES,
+    MIN_SHARES,
     NIC_MODELS,
+    PIN_MODES,
     PROTOCOLS,
     SCHEMA_VERSION,
     VGA_MODELS,
@@ -87,6 +90,15 @@ def legal_config(draw: st.DrawFn) -> dict[str, Any]:
     nic_macs = draw(st.lists(macs, max_size=3, unique=True))
     nics = [{"mode": "nat", "model": draw(st.sampled_from(NIC_MODELS)), "mac": mac, "forwards": draw(forwards)}
             for mac in nic_macs]
+    ports: set[tuple[str, int]] = set()  # a host port forwarded twice is refused (QEMU could not bind it)
+    for nic in nics:
+        kept = []
+        for rule in nic["forwards"]:
+            if (rule["protocol"], rule["host_port"]) not in ports:
+                ports.add((rule["protocol"], rule["host_port"]))
+                kept.append(rule)
+        nic["forwards"] = kept
+    memory = draw(st.integers(16, 4 * 1024 * 1024))
     data = {
         "schema": SCHEMA_VERSION,
         # Built from characters, not st.from_regex: its lazy import deep in a draw can trip CPython 3.11's
@@ -94,7 +106,7 @@ def legal_config(draw: st.DrawFn) -> dict[str, Any]:
         "name": "vm" + draw(st.text(NAME_CHARS + " ._-", max_size=20)) + draw(st.sampled_from(NAME_CHARS)),
         "uuid": str(draw(st.uuids())),
         "os": draw(st.sampled_from(["other", "debian12", "win11", "dragonflybsd1.0A", "opensuse15.5"])),
-        "memory_mib": draw(st.integers(16, 4 * 1024 * 1024)),
+        "memory_mib": memory,
         "cpus": draw(st.integers(1, 255)),
         "firmware": draw(st.sampled_from(FIRMWARES)),
         "machine": machine,
@@ -113,6 +125,10 @@ def legal_config(draw: st.DrawFn) -> dict[str, Any]:
     # Left out, the CD drive defaults to SATA, which a pc machine refuses (found by this suite).
     if machine == "pc" or draw(st.booleans()):
         data["cdrom"] = {"iso": draw(st.one_of(st.just(""), odd_path)), "bus": draw(st.sampled_from(cd_buses))}
+    if draw(st.booleans()):  # left out, the floor is the default or the VM's memory if less
+        data["resources"] = {"auto_balloon": draw(st.booleans()), "min_memory_mib": draw(st.integers(0, memory)),
+                             "shares": draw(st.integers(MIN_SHARES, MAX_SHARES)),
+                             "pin": draw(st.sampled_from(PIN_MODES))}
     if draw(st.booleans()):
         data["kernel"] = {"kernel": draw(odd_path), "initrd": draw(st.one_of(st.just(""), odd_path)),
                           "append": draw(st.text(path_chars, max_size=30))}
