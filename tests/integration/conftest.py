@@ -17,6 +17,7 @@ import pytest
 from hvdesk.core.paths import runtime_root
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
+from hvdesk.qemu import cpu_weight
 from hvdesk.qemu.discovery import qemu_processes
 from hvdesk.qemu.process import is_alive, read_pid
 from hvdesk.qemu.qmp import QmpSession
@@ -91,6 +92,24 @@ def cli_home(hv_home: Path):
     """A private library for tests that run the `hvdesk` command; kills their QEMUs after."""
     yield hv_home
     kill_our_qemus()
+
+
+@pytest.fixture
+def cgroups(cli_home):
+    """After the test (and before cli_home's own cleanup): its QEMUs killed, and the VM cgroups it
+    made removed, so a failing test leaves none behind."""
+    mechanism = cpu_weight.detect()
+    folder = mechanism.base / cpu_weight.FOLDER if mechanism.base is not None else None
+    before = set(folder.iterdir()) if folder is not None and folder.is_dir() else set()
+    yield mechanism
+    kill_our_qemus()
+    if folder is not None and folder.is_dir():
+        for group in set(folder.iterdir()) - before:
+            for _ in range(40):
+                if not cpu_weight.tasks(group):
+                    group.rmdir()
+                    break
+                time.sleep(0.05)
 
 
 @pytest.fixture

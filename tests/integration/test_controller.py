@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from hvdesk.control.cpu import nice_value
+from hvdesk.qemu import cpu_weight
 from tests.integration.conftest import wait_for_serial
 from tests.integration.test_cli import guest_args, hv
-from tests.integration.test_resources import qmp
+from tests.integration.test_resources import allowed_list, qmp, vcpu_threads
 
 pytestmark = pytest.mark.qemu
 MIB = 1024 * 1024
@@ -133,3 +135,38 @@ async def test_agent_under_a_pool(cli_home, tiny_guest):
         assert agent.poll() is None, out.read_text()
     finally:
         stop_agent(agent, out)
+
+
+async def test_agent_once_pins_dedicated_and_weighs_by_shares(cgroups, tiny_guest):
+    """`modify --pin dedicated --shares 400`, then one cycle: the vCPU thread alone on a core (this
+    host's two CPUs: core 1 for the vCPU, core 0 for QEMU's other threads), the weight 4096 in the
+    cgroup v1 hierarchy this host has (the mechanism in use is what the test reads)."""
+    mechanism = cgroups
+    assert hv("create", "pinned", *guest_args(tiny_guest)).returncode == 0
+    modified = hv("modify", "pinned", "--pin", "dedicated", "--shares", "400")
+    assert modified.returncode == 0, modified.stderr
+    assert hv("start", "pinned").returncode == 0
+    info = json.loads(hv("info", "pinned", "--json").stdout)
+    once = hv("agent", "--once", "--json")
+    assert once.returncode == 0, once.stdout + once.stderr
+    records = [json.loads(line) for line in once.stdout.splitlines() if line.startswith("{")]
+    kinds = {r["kind"]: r for r in records}
+    assert {"pin", "shares"} <= set(kinds) and all(r["applied"] for r in kinds.values()), once.stdout
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:  # dedicated needs two cores: one for the vCPU, one for housekeeping
+        pid = int(info["pid"])
+        vcpu = (await vcpu_threads(info))[0]
+        placed = kinds["pin"]["target"]
+        assert allowed_list(pid, vcpu) == ",".join(map(str, placed["vcpus"][0]))
+        others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != vcpu]
+        assert {allowed_list(pid, t) for t in others} == {",".join(map(str, placed["emulator"]))}
+        assert not set(placed["vcpus"][0]) & set(placed["emulator"])
+    group = cpu_weight.group_of(mechanism, info["uuid"])
+    if mechanism.kind == cpu_weight.V1:
+        assert group is not None and (group / "cpu.shares").read_text().strip() == "4096"
+    elif mechanism.kind == cpu_weight.V2:
+        assert group is not None and (group / "cpu.weight").read_text().strip() == "400"
+    else:
+        assert os.getpriority(os.PRIO_PROCESS, int(info["pid"])) == nice_value(400)
+    shown = hv("decisions", "pinned")
+    assert "pinning dedicated" in shown.stdout and "400 shares" in shown.stdout, shown.stdout

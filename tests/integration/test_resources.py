@@ -15,29 +15,11 @@ import pytest
 
 from hvdesk.qemu import cpu_weight
 from hvdesk.qemu.qmp import QmpSession
-from tests.integration.conftest import endpoint, kill_our_qemus, wait_for_serial
+from tests.integration.conftest import endpoint, wait_for_serial
 from tests.integration.test_cli import guest_args, hv
 
 pytestmark = pytest.mark.qemu
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def cgroups(cli_home):
-    """After the test (and before cli_home's own cleanup): its QEMUs killed, and the VM cgroups it
-    made removed, so a failing test leaves none behind."""
-    mechanism = cpu_weight.detect()
-    folder = mechanism.base / cpu_weight.FOLDER if mechanism.base is not None else None
-    before = set(folder.iterdir()) if folder is not None and folder.is_dir() else set()
-    yield mechanism
-    kill_our_qemus()
-    if folder is not None and folder.is_dir():
-        for group in set(folder.iterdir()) - before:
-            for _ in range(40):
-                if not cpu_weight.tasks(group):
-                    group.rmdir()
-                    break
-                time.sleep(0.05)
 
 
 async def qmp(info: dict, command: str, arguments: dict | None = None):
