@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,12 +49,21 @@ def append(path: Path, records: list[dict[str, Any]]) -> None:
     except FileNotFoundError:
         pass
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _SAFE, 0o600)
     try:
+        _require_regular(fd, path)
         os.write(fd, data)  # one write: a reader never sees half a batch's line
     finally:
         os.close(fd)
+
+
+# No following a link out of the folder; no blocking on a FIFO someone put in its place.
+_SAFE = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _require_regular(fd: int, path: Path) -> None:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise OSError(f"{path} is not a regular file")
 
 
 def read(path: Path, limit: int = 1000) -> list[dict[str, Any]]:
@@ -66,11 +76,12 @@ def read(path: Path, limit: int = 1000) -> list[dict[str, Any]]:
 
 def _lines(path: Path) -> Iterator[str]:
     try:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | _SAFE)
     except OSError:
         return
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
         size = os.fstat(fd).st_size
         os.lseek(fd, max(0, size - READ_LIMIT), os.SEEK_SET)
         data = os.read(fd, READ_LIMIT)

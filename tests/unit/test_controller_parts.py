@@ -136,3 +136,11 @@ def test_agent_options_are_checked(words: list[str], complaint: str) -> None:
     done = subprocess.run([sys.executable, "-m", "hvdesk", "agent", *words], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and complaint in done.stderr, done.stderr
+
+
+def test_a_fifo_in_place_of_the_log_blocks_nothing(tmp_path: Path) -> None:
+    path = tmp_path / decision_log.VM_LOG
+    os.mkfifo(path)
+    assert decision_log.read(path) == []  # would hang on open() without O_NONBLOCK
+    with pytest.raises(OSError):
+        decision_log.append(path, [logged("a", Kind.BALLOON, MIB, "x")])
