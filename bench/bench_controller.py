@@ -33,6 +33,7 @@ from hvdesk.core.control_settings import ControlSettings
 from hvdesk.engine.controller import Controller, CycleReport
 from hvdesk.engine.library_ops import CreateRequest
 from hvdesk.engine.manager import Manager
+from hvdesk.engine.modify import modify
 from hvdesk.engine.monitoring import Monitor
 from tests.guest.build import TinyGuest, ensure_tiny_guest
 from tests.integration.conftest import wait_for_serial
@@ -45,9 +46,12 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def boot(manager: Manager, guest: TinyGuest, name: str, memory_mib: int = 512) -> None:
+async def boot(manager: Manager, guest: TinyGuest, name: str, memory_mib: int = 512,
+               min_memory_mib: int | None = None) -> None:
     await manager.create(CreateRequest(name, memory_mib=memory_mib, kernel=guest.kernel, initrd=guest.initrd,
                                        append=guest.append))
+    if min_memory_mib is not None:
+        await modify(manager, name, {"resources.min_memory_mib": min_memory_mib})
     await manager.start(name)
     await wait_for_serial(manager.get(name).paths.serial_log, guest.marker, timeout=180)
 
@@ -146,7 +150,7 @@ async def density(manager: Manager, guest: TinyGuest, args: argparse.Namespace) 
     fitted, reason = 0, f"stopped at --max-vms {args.max_vms}"
     for n in range(args.max_vms):
         name = f"d{n}"
-        await boot(manager, guest, name)
+        await boot(manager, guest, name, min_memory_mib=args.min_memory)
         names.append(name)
         deadline = time.monotonic() + 90
         held = False
@@ -168,7 +172,8 @@ async def density(manager: Manager, guest: TinyGuest, args: argparse.Namespace) 
     await rig.controller.release()
     for name in names:
         await manager.stop(name, force=True, timeout=0)
-    return {"pool_mib": args.pool_mib, "static_vms": static, "controller_vms": fitted,
+    return {"pool_mib": args.pool_mib, "min_memory_mib": args.min_memory or 256, "static_vms": static,
+            "controller_vms": fitted,
             "density_ratio": fitted / static, "why_it_ended": reason,
             "balloons_mib_at_end": {n: s // MIB for n, s in sizes.items()}}
 
@@ -178,7 +183,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     manager = Manager(watch=True)
     await manager.open()
     try:
-        figures = {"replay": await replay_check(manager, guest, args)}
+        figures = {} if args.skip_replay else {"replay": await replay_check(manager, guest, args)}
         if not args.skip_density:
             figures["density"] = await density(manager, guest, args)
     finally:
@@ -187,7 +192,19 @@ async def main_async(args: argparse.Namespace) -> dict:
 
 
 def report(figures: dict) -> list[str]:
-    r = figures["replay"]
+    lines = []
+    r = figures.get("replay")
+    if r:
+        lines += _replay_lines(r)
+    d = figures.get("density")
+    if d:
+        lines.append(f"Density (minimum memory {d['min_memory_mib']} MiB): {d['controller_vms']} idle 512 MiB "
+                     f"guests in a {d['pool_mib']} MiB pool with the controller vs {d['static_vms']} static: "
+                     f"{d['density_ratio']:.2f}x (goal >= 2x); ended: {d['why_it_ended']}")
+    return lines
+
+
+def _replay_lines(r: dict) -> list[str]:
     lines = [f"Replay check: {r['vms']} idle 512 MiB guests, pool 1024 MiB, {CYCLE} s cycles; one guest "
              "allocates 200 MiB halfway. Memory in balloons (MiB) per cycle, real / replayed:"]
     lines.append("  " + " ".join(f"{a}/{b}" for a, b in zip(r["real_reclaimed_mib"], r["replay_reclaimed_mib"])))
@@ -196,11 +213,6 @@ def report(figures: dict) -> list[str]:
                  f"OOM kills {r['real_oom_kills']} / {r['replay_oom_kills']}")
     lines.append(f"Controller CPU per cycle (policy + actuators, {r['vms']} VMs): median "
                  f"{r['controller_cpu_ms_median']:.2f} ms, max {r['controller_cpu_ms_max']:.2f} ms")
-    d = figures.get("density")
-    if d:
-        lines.append(f"Density: {d['controller_vms']} idle 512 MiB guests in a {d['pool_mib']} MiB pool with the "
-                     f"controller vs {d['static_vms']} static: {d['density_ratio']:.2f}x (goal >= 2x); "
-                     f"ended: {d['why_it_ended']}")
     return lines
 
 
@@ -210,6 +222,8 @@ def main() -> None:
     parser.add_argument("--busy-cycles", type=int, default=8)
     parser.add_argument("--pool-mib", type=int, default=2048)
     parser.add_argument("--max-vms", type=int, default=9)
+    parser.add_argument("--min-memory", type=int, help="each density guest's minimum memory (MiB; default 256)")
+    parser.add_argument("--skip-replay", action="store_true")
     parser.add_argument("--skip-density", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
