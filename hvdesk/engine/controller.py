@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import time
@@ -385,3 +386,23 @@ def targets_from_log(records: list[dict[str, object]], wall_now: float, mono_now
 def latest_floor(targets: list[Target] | deque[Target]) -> int | None:
     """The floor of the newest target that had one."""
     return next((t.floor for t in reversed(targets) if t.floor is not None), None)
+
+
+class StatusWatch:
+    """`status()` of a controller for views refreshed often: while it is switched off, who else
+    acts is asked of the lock file at most every `every` seconds."""
+
+    def __init__(self, controller: Controller, every: float = 5.0) -> None:
+        self.controller, self.every = controller, every
+        self._other = ""
+        self._asked = -math.inf
+
+    def __call__(self) -> Status:
+        if self.controller.settings.enabled or self.controller.acting:
+            self._asked = -math.inf  # ask at once the next time it is switched off
+            return status(self.controller)
+        now = time.monotonic()
+        if now - self._asked >= self.every:
+            self._asked = now
+            self._other = holder(self.controller.manager)
+        return status(self.controller, self._other)
