@@ -54,16 +54,21 @@ class ControllerPrefsDialog(QDialog):
         self.host_target = QSpinBox(minimum=10, maximum=95, suffix=" % of its memory")
         self.pool = QSpinBox(minimum=64, maximum=max(64, host_mib * 4), singleStep=256, suffix=" MiB")
         self.default_pin = combo(tuple(PIN_LABELS), PIN_LABELS)
+        for spin in (self.host_target, self.pool):
+            spin.setMinimumWidth(180)
         budget_box = QGroupBox("Memory budget")
-        grid = QGridLayout(budget_box)
+        budget_column = QVBoxLayout(budget_box)
+        grid = QGridLayout()
         grid.addWidget(self.by_host, 0, 0)
         grid.addWidget(self.host_target, 0, 1)
         grid.addWidget(self.by_pool, 1, 0)
         grid.addWidget(self.pool, 1, 1)
-        grid.addWidget(hint("Under a host target, VMs are only shrunk when the host runs short of memory. A pool "
-                            "is a hard limit: the VMs' balloons sum to at most it. No VM goes below its floor "
-                            "(its minimum memory, or what its guest uses plus a reserve)."), 2, 0, 1, 2)
         grid.setColumnStretch(2, 1)
+        budget_column.addLayout(grid)
+        budget_column.addWidget(hint("Under a host target, VMs are only shrunk when the host runs short of memory. "
+                                     "A pool is a hard limit: the VMs' balloons sum to at most it. No VM goes "
+                                     "below its floor (its minimum memory, or what its guest uses plus a "
+                                     "reserve)."))
         form = QFormLayout()
         form.addRow("Act &every:", self.interval)
         form.addRow("Default &pinning:", self.default_pin)
@@ -90,7 +95,7 @@ class ControllerPrefsDialog(QDialog):
         self.by_host.toggled.connect(self._budget_changed)
         self.enabled.toggled.connect(self._budget_changed)
         self.load(controller.settings)
-        self.resize(560, 0)
+        self.resize(600, 420)
 
     def load(self, settings: ControlSettings) -> None:
         self.enabled.setChecked(settings.enabled)

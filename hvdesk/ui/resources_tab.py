@@ -1,5 +1,5 @@
 """The Resources tab: what the allocation controller does with the selected VM. Its memory over
-time (the balloon's actual size, the controller's targets, the floor it keeps, the guest's use,
+time (the balloon's actual size, the controller's targets, the floor it keeps, the guest's own use,
 the configured memory as the ceiling), who acts and this VM's settings, where its vCPUs may run on
 the host's CPUs and how busy they are, and the controller's decisions with their reasons.
 
@@ -38,6 +38,7 @@ from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.controller import Controller, Target
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.monitoring import Monitor
+from hvdesk.monitor.series import guest_own_use
 from hvdesk.ui.performance import WINDOWS, ages
 from hvdesk.ui.plots import LivePlot
 from hvdesk.ui.redraw import RedrawWhenSeen, on_screen
@@ -46,7 +47,6 @@ MIB = 1024 * 1024
 LOG_ROWS = 200
 LOG_CHECK_SECONDS = 5.0  # another process acts: look at its log this often (a stat; read when changed)
 COLUMNS = ("Time", "Kind", "Target", "Reason", "Result")
-PIN_WORDS = {"off": "off (anywhere)", "balanced": "balanced", "dedicated": "dedicated CPUs"}
 
 
 def steps(targets: Sequence[Target], value: str, now: float, window: float) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ class CoresGrid(QWidget):
             cell.setObjectName("coreCell")
             cell.setTextFormat(Qt.TextFormat.RichText)
             cell.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-            cell.setMinimumWidth(120)
+            cell.setMinimumWidth(100)
             cell.setFrameShape(QFrame.Shape.StyledPanel)
             cell.setToolTip(f"Host CPU {cpu.id}: core {cpu.core}, cache domain {cpu.cache}, NUMA node {cpu.node}")
             layout.addWidget(cell, index // self.COLUMNS, index % self.COLUMNS)
@@ -98,11 +98,11 @@ class CoresGrid(QWidget):
         """`placement`: vCPU -> the host CPUs it may run on; `loads`: per vCPU, % of a core."""
         for cpu in self.cpus:
             here = [v for v, cpus in sorted(placement.items()) if cpu.id in cpus]
-            lines = [f"<b>CPU {cpu.id}</b>" + (f" · {host_loads[cpu.id]:.0f} % busy" if cpu.id < len(host_loads)
-                                               else "")]
+            lines = [f"<b>CPU {cpu.id}</b>", f"host: {host_loads[cpu.id]:.0f} % busy" if cpu.id < len(host_loads)
+                     else "host: —"]
             for vcpu in here:
                 load = loads[vcpu] if vcpu < len(loads) else None
-                text = f"vCPU {vcpu}" + (f" {load:.0f} %" if load is not None else "")
+                text = f"vCPU {vcpu}: " + (f"{load:.0f} %" if load is not None else "—")
                 pinned = len(placement[vcpu]) == 1
                 lines.append(f"<b>{text} (pinned)</b>" if pinned else text)
             if not here:
@@ -138,13 +138,13 @@ class ResourcesPane(QWidget):
         self.window_choice = QComboBox()
         for label, seconds in WINDOWS:
             self.window_choice.addItem(label, seconds)
-        self.window_choice.setCurrentIndex(1)
         self.window_choice.currentIndexChanged.connect(lambda *_: self.redraw())
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.memory = LivePlot("Memory (MiB)", "MiB", lambda v: f"{v:.0f} MiB")
+        self.memory.legend.setColumnCount(3)  # two short rows above the lines, not a column over them
         self.cores = CoresGrid()
         cores_box = QWidget()
         cores_layout = QVBoxLayout(cores_box)
@@ -161,7 +161,12 @@ class ResourcesPane(QWidget):
         for column in range(len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.currentCellChanged.connect(lambda *_: self._show_detail())
         self.log_title = QLabel()
+        self.detail = QLabel()  # the whole reason of the selected (else the newest) decision
+        self.detail.setWordWrap(True)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Show the last"))
@@ -177,10 +182,15 @@ class ResourcesPane(QWidget):
         log_column.setContentsMargins(0, 0, 0, 0)
         log_column.addWidget(self.log_title)
         log_column.addWidget(self.table, 1)
+        log_column.addWidget(self.detail)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(upper)
         self.splitter.addWidget(lower)
         self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        self.memory.setMinimumHeight(150)
+        self.table.setMinimumHeight(90)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.summary)
@@ -249,9 +259,21 @@ class ResourcesPane(QWidget):
                     item.setForeground(Qt.GlobalColor.darkRed)
                 self.table.setItem(row, column, item)
         self.table.setUpdatesEnabled(True)
+        self._show_detail()
         name = self.machine.name if self.machine else ""
         self.log_title.setText(f"<b>Decisions</b> about {name}, newest first ({len(records)} shown)" if records
                                else f"<b>Decisions</b>: none about {name} yet" if name else "")
+
+    def _show_detail(self) -> None:
+        row = self.table.currentRow() if self.table.currentRow() >= 0 else 0
+        if not self.records or row >= len(self.records):
+            self.detail.setText("")
+            return
+        record = self.records[len(self.records) - 1 - row]  # newest first
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
+        outcome = "" if record["applied"] else f" — not applied: {record.get('error', 'unknown')}"
+        self.detail.setText(f"{stamp}, {record['kind']} {decision_log.target_text(record)} by {record['by']}: "
+                            f"{record['reason']}{outcome}")
 
     # -- the live part ---------------------------------------------------------------------------
 
@@ -281,12 +303,13 @@ class ResourcesPane(QWidget):
         config = machine.config
         resources = config.resources
         pin = self.controller.pin_mode(resources.pin)
-        pin_text = PIN_WORDS.get(pin, pin) + (" (the default)" if resources.pin == "default" else "")
+        pin_text = pin + (" (the default)" if resources.pin == "default" else "")
         who = "this app" if state.state == "acting" else state.who if state.state == "other" else \
             "none (switched off in Preferences)" if state.state == "off" else "none yet"
         settings = (f"auto-balloon {'on' if resources.auto_balloon and config.balloon.enabled else 'off'}"
                     + ("" if config.balloon.enabled else " (no balloon device)")
-                    + f", minimum {resources.min_memory_mib} MiB, {resources.shares} CPU shares, pin {pin_text}")
+                    + f", minimum {resources.min_memory_mib} MiB, {resources.shares} CPU shares, "
+                      f"pinning {pin_text}")
         if not running:
             now = f"The controller acts on running VMs; {machine.name} is {machine.state.value}."
         elif balloon is None:
@@ -317,10 +340,12 @@ class ResourcesPane(QWidget):
         targets = self.targets(machine) if series is not None else []
         curves["target"] = steps(targets, "size", now, window)
         curves["floor"] = steps(targets, "floor", now, window)
-        if series is not None and len(series.times):
-            curves["guest used"] = (x, series.rings["guest_used"].values(count) / MIB)
+        if series is not None and len(series.times):  # without the balloon's pages, as the controller sees it
+            own = guest_own_use(series.rings["guest_used"].values(count), series.rings["balloon"].values(count),
+                                machine.config.memory_mib * MIB, machine.config.balloon.deflate_on_oom)
+            curves["guest use"] = (x, own / MIB)
         else:
-            curves["guest used"] = (np.array([]), np.array([]))
+            curves["guest use"] = (np.array([]), np.array([]))
         memory = float(machine.config.memory_mib)
         curves["configured"] = (np.array([-float(window), 0.0]), np.array([memory, memory]))
-        self.memory.show_curves(curves, window, floor=64)
+        self.memory.show_curves(curves, window, top=memory * 1.35)  # room for the legend above the ceiling

@@ -326,7 +326,10 @@ class ResourcesPage(Page):
         self.min_memory = QSpinBox(minimum=0, maximum=MAX_MEMORY_MIB, singleStep=64, suffix=" MiB")
         self.shares = QSpinBox(minimum=MIN_SHARES, maximum=MAX_SHARES, singleStep=10)
         self.pin = combo(PIN_MODES, self.PIN_LABELS)
-        form = QFormLayout(self)
+        form = QFormLayout()
+        column = QVBoxLayout(self)
+        column.addLayout(form)
+        column.addStretch()  # the rows stay together at the top
         form.addRow(self.auto_balloon)
         form.addRow("&Minimum memory:", self.min_memory)
         form.addRow("", hint("The balloon never leaves the guest less than this, nor less than it uses plus a "

@@ -67,14 +67,15 @@ def test_resources_tab_under_a_pool_and_preferences_switch_it_off(open_window, r
     _, configured = pane.memory.curves["configured"].getData()
     assert target.size and target[-1] <= 320 and floor.size and 256 <= floor[-1] <= target[-1]
     assert list(configured) == [512, 512]
-    assert len(pane.memory.curves["guest used"].getData()[0]) >= 2
+    assert len(pane.memory.curves["guest use"].getData()[0]) >= 2
 
     until(lambda: pane.table.rowCount() > 0, what="decisions in the table")
     reason = pane.table.item(0, 3).text()  # newest first
     assert pane.table.item(0, 1).text() == "balloon" and "floor" in reason and "pool" in reason
     assert pane.table.item(0, 4).text() == "applied"
     assert "Controller:</b> this app" in pane.summary.text() and "Given back:" in pane.summary.text()
-    assert "minimum 256 MiB, 100 CPU shares, pin off (anywhere) (the default)" in pane.summary.text()
+    assert "minimum 256 MiB, 100 CPU shares, pinning off (the default)" in pane.summary.text()
+    assert pane.detail.text().endswith(reason) and "by the hvdesk app (pid" in pane.detail.text()
 
     cells = pane.cores.cells
     assert sorted(cells) == sorted(os.sched_getaffinity(0))  # one cell per host CPU

@@ -112,3 +112,15 @@ def test_thread_placement_reads_each_threads_cpus():
     placement = host.thread_placement([threading.get_native_id(), 2**22 + 12345])  # the second is no thread
     assert placement == {0: allowed}
     assert [c.id for c in host.host_topology()] == allowed
+
+
+def test_guest_own_use_leaves_out_the_balloons_pages():
+    import numpy as np
+
+    from hvdesk.monitor.series import guest_own_use
+
+    used = np.array([100.0, 300.0, np.nan, 200.0]) * MIB
+    balloon = np.array([512.0, 300.0, 300.0, np.nan]) * MIB
+    own = guest_own_use(used, balloon, 512 * MIB, True) / MIB
+    assert own[0] == 100 and own[1] == 88 and np.isnan(own[2]) and own[3] == 200
+    assert guest_own_use(used, balloon, 512 * MIB, False) is used
