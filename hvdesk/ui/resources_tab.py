@@ -40,13 +40,14 @@ from hvdesk.engine.machine import Machine
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.monitor.series import guest_own_use
 from hvdesk.ui.performance import WINDOWS, ages
-from hvdesk.ui.plots import LivePlot
+from hvdesk.ui.plots import PALETTE, LivePlot
 from hvdesk.ui.redraw import RedrawWhenSeen, on_screen
 
 MIB = 1024 * 1024
 LOG_ROWS = 200
 LOG_CHECK_SECONDS = 5.0  # another process acts: look at its log this often (a stat; read when changed)
 COLUMNS = ("Time", "Kind", "Target", "Reason", "Result")
+CURVES = ("balloon", "target", "floor", "guest use", "configured")  # drawn in PALETTE's colours, in this order
 
 
 def steps(targets: Sequence[Target], value: str, now: float, window: float) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +145,10 @@ class ResourcesPane(QWidget):
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.memory = LivePlot("Memory (MiB)", "MiB", lambda v: f"{v:.0f} MiB")
-        self.memory.legend.setColumnCount(3)  # two short rows above the lines, not a column over them
+        self.memory.legend.setVisible(False)  # a key above the plot instead: on a short plot the legend hid the lines
+        self.key = QLabel("  ".join(f"<span style='color:{PALETTE[i]}'>■</span> {name}"
+                                    for i, name in enumerate(CURVES)))
+        self.key.setWordWrap(True)
         self.cores = CoresGrid()
         cores_box = QWidget()
         cores_layout = QVBoxLayout(cores_box)
@@ -166,7 +170,7 @@ class ResourcesPane(QWidget):
         self.detail = QLabel()  # the whole reason of the selected (else the newest) decision
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.detail.setMinimumWidth(100)  # (its height follows its width: a wrapped label, not an ignored one)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Show the last"))
@@ -175,7 +179,11 @@ class ResourcesPane(QWidget):
         upper = QWidget()
         row = QHBoxLayout(upper)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.memory, 3)
+        plot_column = QVBoxLayout()
+        plot_column.setSpacing(2)
+        plot_column.addWidget(self.key)
+        plot_column.addWidget(self.memory, 1)
+        row.addLayout(plot_column, 3)
         row.addWidget(cores_box, 2)
         lower = QWidget()
         log_column = QVBoxLayout(lower)
@@ -189,6 +197,7 @@ class ResourcesPane(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([3, 2])  # in this ratio, whatever the plot's size hint
         self.memory.setMinimumHeight(150)
         self.table.setMinimumHeight(90)
         layout = QVBoxLayout(self)
@@ -348,4 +357,5 @@ class ResourcesPane(QWidget):
             curves["guest use"] = (np.array([]), np.array([]))
         memory = float(machine.config.memory_mib)
         curves["configured"] = (np.array([-float(window), 0.0]), np.array([memory, memory]))
-        self.memory.show_curves(curves, window, top=memory * 1.35)  # room for the legend above the ceiling
+        assert tuple(curves) == CURVES, "in the key's order (and colours)"
+        self.memory.show_curves(curves, window, top=memory * 1.1)
