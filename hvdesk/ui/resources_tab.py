@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPlainTextEdit,
     QSizePolicy,
     QSplitter,
     QTableWidget,
@@ -167,10 +168,12 @@ class ResourcesPane(QWidget):
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.currentCellChanged.connect(lambda *_: self._show_detail())
         self.log_title = QLabel()
-        self.detail = QLabel()  # the whole reason of the selected (else the newest) decision
-        self.detail.setWordWrap(True)
-        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.detail.setMinimumWidth(100)  # (its height follows its width: a wrapped label, not an ignored one)
+        # The whole reason of the selected (else the newest) decision: four lines, scrolled when longer
+        # (a wrapped label's height follows its width, which a squeezed splitter pane does not honour).
+        self.detail = QPlainTextEdit(readOnly=True)
+        self.detail.setFrameShape(QFrame.Shape.NoFrame)
+        self.detail.setStyleSheet("QPlainTextEdit { background: transparent; }")
+        self.detail.setFixedHeight(self.detail.fontMetrics().lineSpacing() * 4 + 10)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Show the last"))
@@ -195,11 +198,12 @@ class ResourcesPane(QWidget):
         self.splitter.addWidget(upper)
         self.splitter.addWidget(lower)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(0, 1)  # the space in this ratio, whatever the plot's and table's size hints
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([3, 2])  # in this ratio, whatever the plot's size hint
         self.memory.setMinimumHeight(150)
         self.table.setMinimumHeight(90)
+        for part in (self.memory, self.table):
+            part.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.summary)
@@ -276,12 +280,12 @@ class ResourcesPane(QWidget):
     def _show_detail(self) -> None:
         row = self.table.currentRow() if self.table.currentRow() >= 0 else 0
         if not self.records or row >= len(self.records):
-            self.detail.setText("")
+            self.detail.setPlainText("")
             return
         record = self.records[len(self.records) - 1 - row]  # newest first
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["time"]))
         outcome = "" if record["applied"] else f" — not applied: {record.get('error', 'unknown')}"
-        self.detail.setText(f"{stamp}, {record['kind']} {decision_log.target_text(record)} by {record['by']}: "
+        self.detail.setPlainText(f"{stamp}, {record['kind']} {decision_log.target_text(record)} by {record['by']}: "
                             f"{record['reason']}{outcome}")
 
     # -- the live part ---------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def test_resources_tab_under_a_pool_and_preferences_switch_it_off(open_window, r
     assert pane.table.item(0, 4).text() == "applied"
     assert "Controller:</b> this app" in pane.summary.text() and "Given back:" in pane.summary.text()
     assert "minimum 256 MiB, 100 CPU shares, pinning off (the default)" in pane.summary.text()
-    assert pane.detail.text().endswith(reason) and "by the hvdesk app (pid" in pane.detail.text()
+    detail = pane.detail.toPlainText()
+    assert "by the hvdesk app (pid" in detail and detail.endswith(reason)
 
     cells = pane.cores.cells
     assert sorted(cells) == sorted(os.sched_getaffinity(0))  # one cell per host CPU
