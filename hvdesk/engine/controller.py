@@ -289,8 +289,11 @@ def holder(manager: Manager) -> str:
     lock = FileLock(manager.library.root / LOCK_FILE, "the allocation controller")
     if not manager.library.root.is_dir():
         return ""
-    if lock.try_acquire("checking"):
-        lock.release()
+    try:
+        if lock.try_acquire("checking"):
+            lock.release()
+            return ""
+    except (HvdeskError, OSError):  # a read-only library (where no controller can take the lock either)
         return ""
     return lock.holder() or "another hvdesk process"
 

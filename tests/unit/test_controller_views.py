@@ -124,3 +124,12 @@ def test_guest_own_use_leaves_out_the_balloons_pages():
     own = guest_own_use(used, balloon, 512 * MIB, True) / MIB
     assert own[0] == 100 and own[1] == 88 and np.isnan(own[2]) and own[3] == 200
     assert guest_own_use(used, balloon, 512 * MIB, False) is used
+
+
+def test_holder_on_a_library_it_cannot_write(tmp_path, monkeypatch):
+    from hvdesk.core.errors import HvdeskError
+
+    def refused(self, doing=""):
+        raise HvdeskError("cannot lock the allocation controller to change it: Read-only file system")
+    monkeypatch.setattr(FileLock, "try_acquire", refused)
+    assert control.holder(StandIns(tmp_path, [], {})) == ""  # type: ignore[arg-type]
