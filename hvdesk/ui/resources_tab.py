@@ -293,8 +293,9 @@ class ResourcesPane(QWidget):
     def redraw(self) -> None:
         machine = self.machine
         state = self.status()
-        if state.state != "acting" and time.monotonic() - self._log_checked >= LOG_CHECK_SECONDS:
-            self.reload_log()  # another process may be writing it
+        if self._log_key is None or (state.state != "acting"
+                                     and time.monotonic() - self._log_checked >= LOG_CHECK_SECONDS):
+            self.reload_log()  # a cycle decided while the tab was hidden; or another process may be writing it
         if machine is None or machine.entry.config is None:
             self.summary.setText("")
             self.memory.show_curves({}, self.window_seconds)
