@@ -76,6 +76,7 @@ async def shoot_wizard(window) -> None:
 async def shoot_console(manager, window) -> None:
     from hvdesk.console.keys import keys_for_text
     from hvdesk.engine import console
+    from hvdesk.ui.controller_prefs import ControllerPrefsDialog
     from tests.guest.build import SHELL_MARKER
     from tests.integration.conftest import wait_for_serial
 
@@ -98,6 +99,12 @@ async def shoot_console(manager, window) -> None:
     await asyncio.sleep(12)  # samples for the graphs
     window.tabs.setCurrentWidget(window.performance)
     await grab(window, "performance")
+    window.tabs.setCurrentWidget(window.resources)  # the controller has ballooned it into its pool meanwhile
+    await grab(window, "resources")
+    window.show_preferences()
+    (preferences,) = [d for d in window.findChildren(ControllerPrefsDialog) if d.isVisible()]
+    await grab(preferences, "preferences")
+    preferences.reject()
     window.show_overview()
     await grab(window.overview, "host-overview")
     window.overview.close()
@@ -105,6 +112,8 @@ async def shoot_console(manager, window) -> None:
 
 
 async def shoot() -> None:
+    from hvdesk.core.control_settings import ControlSettings
+    from hvdesk.engine.controller import Controller
     from hvdesk.engine.host import accelerator_status
     from hvdesk.engine.manager import Manager
     from hvdesk.engine.monitoring import Monitor
@@ -115,7 +124,11 @@ async def shoot() -> None:
     await manager.open()
     monitor = Monitor(manager, interval=1.0)
     monitor.start()
-    window = MainWindow(manager, monitor, accel_text=accelerator_status())
+    # The allocation controller, switched on once the guests report their memory (a VM without
+    # stats is held off for a minute), with a pool that makes it balloon the running VM.
+    controller = Controller(manager, monitor, ControlSettings(enabled=False, interval=2, pool_mib=400),
+                            who="the hvdesk app")
+    window = MainWindow(manager, monitor, accel_text=accelerator_status(), controller=controller)
     window.resize(1100, 680)
     window.show()
     await grab(window, "welcome")
@@ -123,6 +136,8 @@ async def shoot() -> None:
     try:
         await populate(manager)
         await asyncio.sleep(1.5)  # the watcher notices the crash
+        controller.settings.enabled = True
+        controller.start()
         window.select("Debian 12")
         await grab(window, "main-window")
         window.select("Alpine edge")
@@ -136,9 +151,12 @@ async def shoot() -> None:
         await grab(dialog, "settings-system")
         dialog.tabs.setCurrentIndex(2)
         await grab(dialog, "settings-storage")
+        dialog.tabs.setCurrentWidget(dialog.pages["Resources"])
+        await grab(dialog, "settings-resources")
         dialog.close()
         await shoot_console(manager, window)
     finally:
+        await controller.stop()
         for machine in manager.machines():
             if machine.pid:
                 os.kill(machine.pid, signal.SIGKILL)

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
+import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from hvdesk.core.control_settings import ControlSettings
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.filelock import FileLock
 from hvdesk.core.paths import data_dir, make_private_dir
+from hvdesk.core.units import format_approx
 from hvdesk.engine import decision_log
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
@@ -44,6 +48,17 @@ if TYPE_CHECKING:  # `hvdesk decisions` reads the log without the monitor's nump
 log = logging.getLogger(__name__)
 LOCK_FILE = ".controller.lock"
 FRESH = 3.0  # a VM's latest sample counts when younger than this many monitor intervals
+HISTORY = 500  # balloon targets kept per VM for the app's graph (30 min at a 4 s cycle)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A balloon target this controller set: when (monotonic seconds), the size (bytes), and the
+    VM's floor then (bytes; None when the decision had none, as when the controller stops)."""
+
+    time: float
+    size: int
+    floor: int | None
 
 
 @dataclass
@@ -72,6 +87,8 @@ class Controller:
         self._topology: tuple[Cpu, ...] | None = None
         self._listeners: list[Callable[[CycleReport], None]] = []
         self._task: asyncio.Task[None] | None = None
+        # VM name -> the balloon targets this controller set, oldest first (for the app's graph)
+        self.targets: dict[str, deque[Target]] = {}
 
     def subscribe(self, listener: Callable[[CycleReport], None]) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -179,9 +196,12 @@ class Controller:
 
     def _settings_of(self, machine: Machine) -> VmPolicySettings:
         resources = machine.config.resources
-        pin = self.settings.default_pin if resources.pin == "default" else resources.pin
         return VmPolicySettings(min_memory=resources.min_memory_mib * MIB, shares=resources.shares,
-                                pin_mode=PinMode(pin), auto_balloon=resources.auto_balloon)
+                                pin_mode=PinMode(self.pin_mode(resources.pin)), auto_balloon=resources.auto_balloon)
+
+    def pin_mode(self, pin: str) -> str:
+        """A VM's pin mode as the controller applies it ("default" resolved by the global setting)."""
+        return self.settings.default_pin if pin == "default" else pin
 
     def _cpus(self) -> tuple[Cpu, ...]:
         if self._topology is None:
@@ -199,6 +219,10 @@ class Controller:
             error = str(exc)
             log.info("%s of %s not applied: %s", decision.kind, decision.vm, error)
         applied = machine is not None and not error
+        if applied and decision.kind is Kind.BALLOON and isinstance(decision.target, int):
+            floor = decision.inputs.get("floor")
+            history = self.targets.setdefault(decision.vm, deque(maxlen=HISTORY))
+            history.append(Target(decision.time, decision.target, floor if isinstance(floor, int) else None))
         return decision_log.entry(decision, applied=applied, error=error,
                                   by=f"{self.who} (pid {os.getpid()})", wall_now=time.time(),
                                   mono_now=time.monotonic())
@@ -265,7 +289,123 @@ def holder(manager: Manager) -> str:
     lock = FileLock(manager.library.root / LOCK_FILE, "the allocation controller")
     if not manager.library.root.is_dir():
         return ""
-    if lock.try_acquire("checking"):
-        lock.release()
+    try:
+        if lock.try_acquire("checking"):
+            lock.release()
+            return ""
+    except (HvdeskError, OSError):  # a read-only library (where no controller can take the lock either)
         return ""
     return lock.holder() or "another hvdesk process"
+
+
+_HOLDER = re.compile(r"hvdesk \(pid (\d+)\) holds it \(acting as (.+), \d+ s so far\)")
+
+
+def who_acts(holder_text: str) -> str:
+    """The controller a lock holder's text names, short: "hvdesk agent (pid 4242)"."""
+    found = _HOLDER.fullmatch(holder_text)
+    return f"{found.group(2)} (pid {found.group(1)})" if found else holder_text
+
+
+@dataclass(frozen=True)
+class GivenBack:
+    """Host memory the running VMs' balloons hold back from their guests now."""
+
+    bytes: int
+    vms: int  # VMs whose balloon is below their configured memory
+    per_vm: dict[str, int] = field(default_factory=dict)  # VM name -> bytes
+
+
+def given_back(manager: Manager, monitor: Monitor) -> GivenBack:
+    """Configured memory minus the balloon's actual size, summed over the running VMs with a balloon,
+    from the monitor's latest samples (whoever set the balloons)."""
+    per_vm: dict[str, int] = {}
+    for machine in manager.machines():
+        if machine.pid is None or machine.entry.config is None or not machine.config.balloon.enabled \
+                or not allows(Action.BALLOON, machine.state):
+            continue
+        series = monitor.series.get(machine.entry.folder)
+        sample = series.latest if series is not None else None
+        if sample is None or sample.balloon is None:
+            continue
+        per_vm[machine.name] = max(0, machine.config.memory_mib * MIB - sample.balloon)
+    return GivenBack(sum(per_vm.values()), sum(1 for v in per_vm.values() if v > 0), per_vm)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Who acts as the controller, as one controller sees it."""
+
+    state: str  # "acting" (this one), "other" (another process), "off", "waiting" (no cycle yet)
+    who: str  # the other controller ("hvdesk agent (pid 4242)"), when state is "other"
+
+    def text(self) -> str:
+        if self.state == "acting":
+            return "acting (this app)"
+        if self.state == "other":
+            return f"{self.who} acts"
+        if self.state == "off":
+            return "off"
+        return "starting"
+
+
+def status(controller: Controller, other: str | None = None) -> Status:
+    """Whether `controller` acts, another does (`other`: holder() asked by the caller, for a
+    controller switched off), or none."""
+    if controller.acting:
+        return Status("acting", "")
+    last = controller.last
+    if controller.settings.enabled and last is not None and not last.acting and last.holder != "switched off":
+        return Status("other", who_acts(last.holder))
+    if other:
+        return Status("other", who_acts(other))
+    return Status("off" if not controller.settings.enabled else "waiting", "")
+
+
+def status_line(state: Status, back: GivenBack) -> str:
+    """For the main window: "Controller: acting (this app) — given back 1.2 GiB from 3 VMs"."""
+    text = f"Controller: {state.text()}"
+    if back.vms:
+        text += f" — given back {format_approx(back.bytes)} from {back.vms} VM{'s' if back.vms != 1 else ''}"
+    return text
+
+
+def targets_from_log(records: list[dict[str, object]], wall_now: float, mono_now: float) -> list[Target]:
+    """The balloon targets of a VM's decision log (applied ones, oldest first), on the monotonic
+    clock: what another controller set, for the same graph."""
+    found = []
+    for record in records:
+        target, when = record.get("target"), record.get("time")
+        if record.get("kind") != Kind.BALLOON or not record.get("applied") or not isinstance(when, float) \
+                or not isinstance(target, int) or isinstance(target, bool):
+            continue
+        inputs = record.get("inputs")
+        floor = inputs.get("floor") if isinstance(inputs, dict) else None
+        found.append(Target(mono_now - (wall_now - when), target,
+                            floor if isinstance(floor, int) and not isinstance(floor, bool) else None))
+    return found
+
+
+def latest_floor(targets: list[Target] | deque[Target]) -> int | None:
+    """The floor of the newest target that had one."""
+    return next((t.floor for t in reversed(targets) if t.floor is not None), None)
+
+
+class StatusWatch:
+    """`status()` of a controller for views refreshed often: while it is switched off, who else
+    acts is asked of the lock file at most every `every` seconds."""
+
+    def __init__(self, controller: Controller, every: float = 5.0) -> None:
+        self.controller, self.every = controller, every
+        self._other = ""
+        self._asked = -math.inf
+
+    def __call__(self) -> Status:
+        if self.controller.settings.enabled or self.controller.acting:
+            self._asked = -math.inf  # ask at once the next time it is switched off
+            return status(self.controller)
+        now = time.monotonic()
+        if now - self._asked >= self.every:
+            self._asked = now
+            self._other = holder(self.controller.manager)
+        return status(self.controller, self._other)

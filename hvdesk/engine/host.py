@@ -9,11 +9,12 @@ from pathlib import Path
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.paths import cache_dir
-from hvdesk.qemu import binaries, images
+from hvdesk.qemu import affinity, binaries, images
+from hvdesk.qemu.affinity import HostCpu
 from hvdesk.qemu.images import ImageInfo
 
-__all__ = ["ImageInfo", "accelerator", "accelerator_status", "host_limits", "image_info", "qemu_problem",
-           "qemu_version"]
+__all__ = ["HostCpu", "ImageInfo", "accelerator", "accelerator_status", "host_limits", "host_topology",
+           "image_info", "qemu_problem", "qemu_version", "thread_placement"]
 
 
 def host_limits() -> tuple[int, int]:
@@ -21,6 +22,23 @@ def host_limits() -> tuple[int, int]:
     import psutil  # here: every CLI command loads this module, and only create and the app's dialogs ask
 
     return psutil.virtual_memory().total // (1024 * 1024), os.cpu_count() or 1
+
+
+def host_topology() -> list[HostCpu]:
+    """The host CPUs this process may use (the ones a vCPU may run on), with core, cache and node."""
+    return affinity.host_topology()
+
+
+def thread_placement(tids: list[int]) -> dict[int, list[int]]:
+    """{index: sorted host CPUs that thread tids[index] may run on now} (a vCPU's Cpus_allowed_list);
+    threads that are gone, or a host that cannot tell, are left out."""
+    placement = {}
+    for index, tid in enumerate(tids):
+        try:
+            placement[index] = sorted(affinity.thread_cpus(tid))
+        except (OSError, AttributeError):  # gone; no sched_getaffinity on this system
+            continue
+    return placement
 
 
 def qemu_version() -> str:

@@ -59,6 +59,12 @@ class Monitor:
             found = self.series[machine.entry.folder] = VmSeries(self.capacity)
         return found
 
+    def vcpu_threads(self, machine: Machine) -> list[int]:
+        """The host thread ids of a running VM's vCPUs, in vCPU order, as the last tick knew them
+        (empty before its first tick, or when its QEMU has changed since)."""
+        known = self._vcpus.get(machine.entry.folder)
+        return list(known[1]) if known is not None and known[0] == machine.pid else []
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._loop())

@@ -153,3 +153,14 @@ class HostSeries:
         self.committed.append(sample.committed)
         self.latest = sample
         return sample
+
+
+def guest_own_use(used: np.ndarray, balloon: np.ndarray, memory_max: int, balloon_counted_as_used: bool) -> np.ndarray:
+    """The guest's use of its memory without the balloon's pages, sample by sample (as the
+    controller's policy sees it: hvdesk.control.inputs.VmObservation.guest_own_use). A guest whose
+    balloon may deflate on OOM counts the balloon's pages as used."""
+    if not balloon_counted_as_used:
+        return used
+    held = memory_max - np.where(np.isnan(balloon), memory_max, balloon)
+    own: np.ndarray = np.maximum(used - held, 0)  # NaN (no stats) stays NaN
+    return own

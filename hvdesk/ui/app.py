@@ -10,6 +10,7 @@ from hvdesk.ui.imports import sources_not_kept
 with sources_not_kept():  # PySide6's import hook reads each module's source: see hvdesk.ui.imports
     import argparse
     import asyncio
+    import logging
     import os
     import sys
     import time
@@ -20,14 +21,21 @@ with sources_not_kept():  # PySide6's import hook reads each module's source: se
     from PySide6.QtWidgets import QApplication
 
     from hvdesk import APP_NAME, DESKTOP_ID, __version__
-    from hvdesk.core.errors import HvdeskError, user_message
+    from hvdesk.core import control_settings
+    from hvdesk.core.control_settings import ControlSettings
+    from hvdesk.core.errors import ConfigError, HvdeskError, user_message
     from hvdesk.engine import host
     from hvdesk.engine.boot_watch import BootWatch
+    from hvdesk.engine.controller import Controller
     from hvdesk.engine.install import InstallFlow
     from hvdesk.engine.manager import Manager
     from hvdesk.engine.monitoring import Monitor
     from hvdesk.ui.icons import app_icon
     from hvdesk.ui.main_window import MainWindow
+
+
+log = logging.getLogger(__name__)
+CONTROLLER_STOP_TIMEOUT = 10.0  # seconds for giving the VMs their memory back as the app closes
 
 
 class _QuitAfterFirstPaint(QObject):
@@ -54,7 +62,11 @@ async def run_app(app: QApplication, smoke_test: bool, started: float, interval:
     boot_watch = BootWatch(manager)  # a VM stuck under a hardware accelerator gets a notice
     monitor = Monitor(manager, interval=interval)
     monitor.start()
-    window = MainWindow(manager, monitor, boot_watch=boot_watch)
+    settings, problem = load_control_settings()
+    controller = Controller(manager, monitor, settings, who="the hvdesk app")
+    if settings.enabled:
+        controller.start()  # it acts unless another controller (hvdesk agent) holds the lock
+    window = MainWindow(manager, monitor, boot_watch=boot_watch, controller=controller, controller_problem=problem)
     if smoke_test:
         window.installEventFilter(_QuitAfterFirstPaint(window, started))
     window.show()
@@ -65,10 +77,30 @@ async def run_app(app: QApplication, smoke_test: bool, started: float, interval:
     await closed.wait()
     await window.runner.wait_idle()
     await boot_watch.close()
+    await stop_controller(controller)
     await monitor.stop()
     await manager.close()  # stops watching; the VMs keep running
     await asyncio.get_running_loop().shutdown_default_executor()
     return 0
+
+
+def load_control_settings() -> tuple[ControlSettings, str]:
+    """The controller's saved settings, or the defaults and why the file could not be used (shown in
+    the window; the file is left alone until the person saves the preferences)."""
+    try:
+        return control_settings.load(), ""
+    except ConfigError as exc:
+        log.warning("%s; the controller uses the default settings", exc)
+        return ControlSettings(), str(exc)
+
+
+async def stop_controller(controller: Controller) -> None:
+    """Stop the controller as the app closes: the VMs it shrank get their memory back and the lock
+    is dropped. Bounded: a hung QEMU must not keep the app from quitting (the lock dies with it)."""
+    try:
+        await asyncio.wait_for(controller.stop(), CONTROLLER_STOP_TIMEOUT)
+    except TimeoutError:
+        log.warning("the allocation controller did not stop within %.0f s", CONTROLLER_STOP_TIMEOUT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ operations; it owns no VM logic."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,14 +26,18 @@ from PySide6.QtWidgets import (
 )
 
 from hvdesk import __version__
+from hvdesk.core.control_settings import ControlSettings
+from hvdesk.engine import controller as control
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.boot_watch import BootWatch, restart_under_tcg
+from hvdesk.engine.controller import Controller
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.engine.states import VmState
 from hvdesk.ui import prefs
 from hvdesk.ui.console_window import ConsoleWindow
+from hvdesk.ui.controller_prefs import ControllerPrefsDialog
 from hvdesk.ui.details import DetailsPane
 from hvdesk.ui.host_notice import HostNotice
 from hvdesk.ui.host_overview import HostOverview
@@ -40,6 +45,7 @@ from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.imports import sources_not_kept
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.performance import PerformancePane
+from hvdesk.ui.resources_tab import ResourcesPane
 from hvdesk.ui.settings_dialog import SettingsDialog
 from hvdesk.ui.tasks import TaskRunner
 from hvdesk.ui.vm_list import MACHINE_ROLE, VmFilterModel, VmListModel, VmListView
@@ -78,14 +84,24 @@ ACTIONS = (
                "Show the QEMU and serial logs of the selected VM"),
     ActionSpec("overview", "Host &Overview…", "overview", "Ctrl+G", (),
                "All running VMs' CPU and memory against the host's"),
+    ActionSpec("preferences", "&Preferences…", "settings", "Ctrl+,", (),
+               "The allocation controller: whether it acts, its memory budget, default pinning"),
 )
 
 
 class MainWindow(QMainWindow):
     def __init__(self, manager: Manager, monitor: Monitor, *, accel_text: str = "",
-                 boot_watch: BootWatch | None = None) -> None:
+                 boot_watch: BootWatch | None = None, controller: Controller | None = None,
+                 controller_problem: str = "") -> None:
+        """`controller`: the app's allocation controller (the caller starts and stops it); without
+        one, a controller switched off stands in (it shows what another process does).
+        `controller_problem`: why its settings could not be read."""
         super().__init__()
         self.manager, self.monitor, self.boot_watch = manager, monitor, boot_watch
+        self.controller = controller or Controller(manager, monitor, ControlSettings(enabled=False),
+                                                   who="the hvdesk app")
+        self.controller_problem = controller_problem
+        self.controller_status = control.StatusWatch(self.controller)
         self.prefs = prefs.Prefs()
         self.runner = TaskRunner(self)
         self._log_viewers: dict[str, LogViewer] = {}
@@ -98,7 +114,14 @@ class MainWindow(QMainWindow):
         self._build_toolbar_and_menus()
         self.accel_label = QLabel(accel_text)
         self.statusBar().addWidget(self.accel_label, 1)
-        self._unsubscribe = manager.subscribe(self._on_machine_changed)
+        self.controller_label = QLabel()
+        self.controller_label.setToolTip("The allocation controller: who acts, and the host memory the running "
+                                         "VMs' balloons give back (Edit ▸ Preferences)")
+        self.statusBar().addPermanentWidget(self.controller_label)
+        self._unsubscribers = [manager.subscribe(self._on_machine_changed),
+                               monitor.subscribe(self.update_controller_status),
+                               self.controller.subscribe(lambda _report: self.update_controller_status())]
+        self.update_controller_status()
         self._restore()
         self._update_page()
         self._on_selection()
@@ -110,7 +133,7 @@ class MainWindow(QMainWindow):
             "new": self.new_vm, "settings": self.open_settings, "start": self.start_vm, "show": self.show_console,
             "pause": self.toggle_pause, "shutdown": self.shutdown_vm, "poweroff": self.power_off_vm,
             "reset": self.reset_vm, "delete": self.delete_vm, "log": self.show_log,
-            "overview": self.show_overview,
+            "overview": self.show_overview, "preferences": self.show_preferences,
         }
         actions = {}
         for spec in ACTIONS:
@@ -150,10 +173,12 @@ class MainWindow(QMainWindow):
         self.welcome = WelcomePage()
         self.welcome.create_requested.connect(self.new_vm)
         self.performance = PerformancePane(self.monitor)
+        self.resources = ResourcesPane(self.monitor, self.controller, self.controller_status)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.details, "Details")
         self.tabs.addTab(self.performance, "Performance")
+        self.tabs.addTab(self.resources, "Resources")
         self.pages = QStackedWidget()
         self.pages.addWidget(self.welcome)
         self.pages.addWidget(self.tabs)
@@ -164,10 +189,21 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([500, 600])
         self.host_notice = HostNotice()  # shown while QEMU is missing
+        self.controller_notice = QLabel()  # shown when controller.toml is not valid
+        self.controller_notice.setObjectName("controllerNotice")
+        self.controller_notice.setWordWrap(True)
+        self.controller_notice.setStyleSheet("#controllerNotice { background: #fff4ce; border: 1px solid #e0c060; "
+                                             "border-radius: 4px; padding: 6px; }")
+        if self.controller_problem:
+            self.controller_notice.setText(f"<b>The allocation controller's settings are not valid:</b> "
+                                           f"{html.escape(self.controller_problem)}. It uses the default settings "
+                                           "meanwhile; the file is left as it is until you save Edit ▸ Preferences.")
+        self.controller_notice.setVisible(bool(self.controller_problem))
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.host_notice)
+        column.addWidget(self.controller_notice)
         column.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
@@ -203,6 +239,8 @@ class MainWindow(QMainWindow):
         menu.addActions([a["delete"], a["log"]])
         menu.addSeparator()
         menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        edit_menu.addAction(a["preferences"])
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addAction(a["overview"])
         help_menu = self.menuBar().addMenu("&Help")
@@ -240,6 +278,7 @@ class MainWindow(QMainWindow):
             self.prefs.set(prefs.SELECTED_VM, machine.name)
         self.details.show_machine(machine)
         self.performance.show_machine(machine)
+        self.resources.show_machine(machine)
         self._update_page()
         state = machine.state if machine else None
         for spec in ACTIONS:
@@ -367,6 +406,24 @@ class MainWindow(QMainWindow):
         self.overview.show()
         self.overview.raise_()
 
+    def show_preferences(self) -> None:
+        dialog = ControllerPrefsDialog(self.controller, self.runner, self.controller_problem, self)
+        dialog.applied.connect(self._preferences_saved)
+        dialog.finished.connect(lambda *_: dialog.deleteLater())
+        dialog.open()
+
+    def _preferences_saved(self) -> None:
+        self.controller_problem = ""
+        self.controller_notice.hide()
+        self.update_controller_status()
+        self.resources.redraw()
+
+    def update_controller_status(self) -> None:
+        """The status bar's "Controller: acting (this app) — given back 1.2 GiB from 3 VMs"."""
+        text = control.status_line(self.controller_status(), control.given_back(self.manager, self.monitor))
+        if self.controller_label.text() != text:
+            self.controller_label.setText(text)
+
     def restart_under_tcg(self) -> None:
         machine = self.selected()
         if machine is not None:
@@ -416,9 +473,11 @@ class MainWindow(QMainWindow):
         self.prefs.set(prefs.LIST_HEADER, self.list_view.header().saveState())
         self.prefs.set(prefs.DETAILS_TAB, self.tabs.currentIndex())
         self.prefs.sync()
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribers:
+            unsubscribe()
         self.list_model.detach()
         self.performance.detach()
+        self.resources.detach()
         for viewer in list(self._log_viewers.values()):
             viewer.close()
         self.details.preview.stop()

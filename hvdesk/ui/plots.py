@@ -58,16 +58,22 @@ class LivePlot(pg.PlotWidget):
 
     def show_series(self, ages: np.ndarray, series: dict[str, np.ndarray], window: float, floor: float = 1.0) -> None:
         """Draw `series` (name -> values, aligned with `ages`, seconds before now) over `window` s."""
+        self.show_curves({name: (ages, values) for name, values in series.items()}, window, floor)
+
+    def show_curves(self, curves: dict[str, tuple[np.ndarray, np.ndarray]], window: float,
+                    floor: float = 1.0, top: float | None = None) -> None:
+        """Draw each curve (name -> (seconds before now, values)) over the last `window` s, up to
+        `top` when given (else a round number above the highest value, at least `floor`)."""
         if self.paused:
             return
-        for index, (name, values) in enumerate(series.items()):
-            self.curve(name, index).setData(ages, values)
-        for name in [n for n in self.curves if n not in series]:
+        for index, (name, (xs, values)) in enumerate(curves.items()):
+            self.curve(name, index).setData(xs, values)
+        for name in [n for n in self.curves if n not in curves]:
             self.removeItem(self.curves.pop(name))
             self.legend.removeItem(name)
-        peak = max((float(np.nanmax(v)) for v in series.values() if v.size and not np.all(np.isnan(v))),
+        peak = max((float(np.nanmax(v)) for _, v in curves.values() if v.size and not np.all(np.isnan(v))),
                    default=0.0)
-        ranges = (float(window), max(floor, _nice_ceiling(peak)))
+        ranges = (float(window), top if top is not None else max(floor, _nice_ceiling(peak)))
         if ranges != self._ranges:  # a new range re-lays out the axes and their tick labels
             self._ranges = ranges
             self.setXRange(-ranges[0], 0, padding=0)

@@ -15,7 +15,7 @@ from hvdesk.engine.machine import Machine
 from hvdesk.engine.manager import Manager
 from hvdesk.ui import prefs
 from hvdesk.ui.icons import action_icon
-from hvdesk.ui.settings_pages import DisplayPage, GeneralPage, NetworkPage, Page, SystemPage
+from hvdesk.ui.settings_pages import DisplayPage, GeneralPage, NetworkPage, Page, ResourcesPage, SystemPage
 from hvdesk.ui.settings_storage import StoragePage
 from hvdesk.ui.tasks import TaskRunner
 
@@ -34,6 +34,7 @@ class SettingsDialog(QDialog):
             "Storage": StoragePage(manager, machine, runner, app_prefs),
             "Network": NetworkPage(),
             "Display": DisplayPage(),
+            "Resources": ResourcesPage(),  # after System: its memory bounds the minimum
         }
         self.tabs = QTabWidget()
         for title, page in self.pages.items():
@@ -41,7 +42,7 @@ class SettingsDialog(QDialog):
             page.load(machine.config)
             page.changed.connect(self.validate)
         self.running_note = QLabel("This VM is running: changes to System, Network and Display are saved now "
-                                   "and take effect at its next start.")
+                                   "and take effect at its next start; Resources at the controller's next cycle.")
         self.running_note.setWordWrap(True)
         self.running_note.setVisible(machine.state.active)
         self.error = QLabel()

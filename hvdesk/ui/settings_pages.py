@@ -31,7 +31,11 @@ from PySide6.QtWidgets import (
 from hvdesk.core.config import (
     FIRMWARES,
     MACHINES,
+    MAX_MEMORY_MIB,
+    MAX_SHARES,
+    MIN_SHARES,
     NIC_MODELS,
+    PIN_MODES,
     PROTOCOLS,
     VGA_MODELS,
     Nic,
@@ -308,3 +312,59 @@ class DisplayPage(Page):
         config.display.vnc = self.vnc.isChecked()
         config.display.tablet = self.tablet.isChecked()
 
+
+
+class ResourcesPage(Page):
+    """How the allocation controller treats the VM (vm.toml's [resources]); it acts while the VM runs."""
+
+    PIN_LABELS = {"default": "Default (as in Preferences)", "off": "Off: vCPUs run anywhere",
+                  "balanced": "Balanced: spread over cores and caches",
+                  "dedicated": "Dedicated: each vCPU on a host CPU of its own"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.auto_balloon = QCheckBox("&Automatic balloon: the controller may shrink this VM's memory while "
+                                      "its guest does not use it")
+        self.min_memory = QSpinBox(minimum=0, maximum=MAX_MEMORY_MIB, singleStep=64, suffix=" MiB")
+        self.shares = QSpinBox(minimum=MIN_SHARES, maximum=MAX_SHARES, singleStep=10)
+        self.pin = combo(PIN_MODES, self.PIN_LABELS)
+        form = QFormLayout()
+        column = QVBoxLayout(self)
+        column.addLayout(form)
+        column.addStretch()  # the rows stay together at the top
+        form.addRow(self.auto_balloon)
+        form.addRow("&Minimum memory:", self.min_memory)
+        form.addRow("", hint("The balloon never leaves the guest less than this, nor less than it uses plus a "
+                             "reserve. At most the VM's memory (System)."))
+        form.addRow("CPU s&hares:", self.shares)
+        form.addRow("", hint("Its CPU time against other VMs' when the host is busy: 100 is normal, 200 twice "
+                             "as much (1–10000)."))
+        form.addRow("&Pin vCPUs:", self.pin)
+        form.addRow("", hint("Where its vCPU threads may run on the host's CPUs. Changes apply while it runs "
+                             "(at the controller's next cycle)."))
+        self._loaded = (0, 0)  # (minimum, memory) as loaded: a VM saved with min > memory stays editable
+        self._notify(self.auto_balloon.toggled, self.min_memory.valueChanged, self.shares.valueChanged,
+                     self.pin.currentIndexChanged)
+
+    def load(self, config: VmConfig) -> None:
+        resources = config.resources
+        self.auto_balloon.setChecked(resources.auto_balloon)
+        self.auto_balloon.setEnabled(config.balloon.enabled)
+        if not config.balloon.enabled:
+            self.auto_balloon.setToolTip("The VM has no balloon device (System page)")
+        self.min_memory.setValue(resources.min_memory_mib)
+        self.shares.setValue(resources.shares)
+        set_combo(self.pin, resources.pin)
+        self._loaded = (resources.min_memory_mib, config.memory_mib)
+
+    def store(self, config: VmConfig) -> None:
+        """After the System page (the memory it sets is the limit)."""
+        minimum = self.min_memory.value()
+        if minimum > config.memory_mib and (minimum, config.memory_mib) != self._loaded:
+            raise ConfigError(f"Minimum memory ({minimum} MiB, Resources) is more than the VM's memory "
+                              f"({config.memory_mib} MiB, System): make it at most {config.memory_mib} MiB.")
+        resources = config.resources
+        resources.auto_balloon = self.auto_balloon.isChecked()
+        resources.min_memory_mib = minimum
+        resources.shares = self.shares.value()
+        resources.pin = self.pin.currentData()

@@ -16,6 +16,8 @@ import qasync  # noqa: E402
 from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
+from hvdesk.core.control_settings import ControlSettings  # noqa: E402
+from hvdesk.engine.controller import Controller  # noqa: E402
 from hvdesk.engine.install import InstallFlow  # noqa: E402
 from hvdesk.engine.manager import Manager  # noqa: E402
 from hvdesk.engine.monitoring import Monitor  # noqa: E402
@@ -56,8 +58,9 @@ def flush_deletes() -> None:
     QApplication.processEvents()
 
 
-async def _started(monitor: Monitor) -> None:
-    monitor.start()  # from inside the loop, as in the app: its task runs on the running loop
+async def _started(*parts) -> None:
+    for part in parts:
+        part.start()  # from inside the loop, as in the app: its task runs on the running loop
 
 
 @pytest.fixture
@@ -65,14 +68,22 @@ def open_window(hv_home, run, qapp):
     """Opens main windows (as app restarts would); closes them and checks nothing leaked."""
     made: list[tuple[MainWindow, Manager, Monitor]] = []
 
-    def open_window(poll_interval: float = 0.2, sample_interval: float = 0.5, boot_watch=None) -> MainWindow:
-        """`boot_watch(manager)` makes the window's BootWatch, when the test wants one."""
+    def open_window(poll_interval: float = 0.2, sample_interval: float = 0.5, boot_watch=None,
+                    controller: ControlSettings | None = None, controller_problem: str = "") -> MainWindow:
+        """`boot_watch(manager)` makes the window's BootWatch, when the test wants one; with
+        `controller` settings, the window gets a Controller as in the app (started when enabled)."""
         manager = Manager(watch=True, poll_interval=poll_interval)
         run(manager.open())
         InstallFlow(manager)  # as the app does
         monitor = Monitor(manager, interval=sample_interval)
         run(_started(monitor))
-        window = MainWindow(manager, monitor, boot_watch=boot_watch(manager) if boot_watch else None)
+        control = None
+        if controller is not None:
+            control = Controller(manager, monitor, controller, who="the hvdesk app")
+            if controller.enabled:
+                run(_started(control))
+        window = MainWindow(manager, monitor, boot_watch=boot_watch(manager) if boot_watch else None,
+                            controller=control, controller_problem=controller_problem)
         window.show()
         made.append((window, manager, monitor))
         return window
@@ -83,6 +94,7 @@ def open_window(hv_home, run, qapp):
         run(window.runner.wait_idle())
         if window.boot_watch is not None:
             run(window.boot_watch.close())
+        run(window.controller.stop())
         run(monitor.stop())
         run(manager.close())
         window.deleteLater()
