@@ -3,8 +3,9 @@
 Each cycle (`decide`):
 1. Sort the VMs. Not managed (auto-balloon off, or no balloon device): left alone, their size counted.
    Not safe to shrink (no guest stats, stats older than `stale_after`, swap-in or major faults above
-   their alarms): the balloon is given back in full (target = configured memory) at once and the VM
-   held off shrinking for `hold_off` seconds. A VM still held off keeps its full size.
+   their alarms): the balloon is given back in full (target = configured memory) at once and, but
+   for a guest yet to report at all, the VM held off shrinking for `hold_off` seconds. A VM still
+   held off keeps its full size.
    The rest are eligible.
 2. The budget for the eligible VMs: with a pool, the pool minus the other VMs' sizes (a hard limit);
    else their current sizes plus the host's headroom under `host_target` of its memory (may be negative).
@@ -133,11 +134,13 @@ def _sort_out(vms: Sequence[Vm], now: float, hold_until: dict[str, float], peaks
             fixed += actual if actual is not None else vm.observed.memory_max
             continue
         alarm = _alarm(vm, now, config)
-        if alarm is not None:
+        if alarm is not None and vm.observed.guest is not None:
+            # Pressure or stats gone stale: wait a while. A guest yet to report at all (it just
+            # booted; stats come once polling is on) is waited for, not held off.
             hold_until[vm.name] = now + config.hold_off
         if alarm is not None or vm.name in hold_until:
             fixed += vm.observed.memory_max
-            decisions += _give_back(vm, actual, now, alarm, hold_until[vm.name])
+            decisions += _give_back(vm, actual, now, alarm, hold_until.get(vm.name))
             continue
         peak = max(vm.observed.guest_own_use() or 0, peaks.get(vm.name, (0, now))[0])
         eligible.append(_Eligible(vm, actual, _floor(vm, peak, config), peak))
@@ -163,12 +166,14 @@ def _alarm(vm: Vm, now: float, config: MemoryPolicyConfig) -> tuple[str, dict[st
 
 
 def _give_back(vm: Vm, actual: int, now: float, alarm: tuple[str, dict[str, JsonValue]] | None,
-               until: float) -> list[Decision]:
+               until: float | None) -> list[Decision]:
     full = vm.observed.memory_max
     if full - actual < MIB:
         return []
     why, numbers = alarm if alarm is not None else ("the VM is held off after an alarm", {})
-    reason = f"{why}: the balloon gives back all {mib(full)} at once; no shrinking until t={until:.0f}"
+    reason = f"{why}: the balloon gives back all {mib(full)} at once"
+    if until is not None:
+        reason += f"; no shrinking for the next {until - now:.0f} s"
     return [Decision(now, vm.name, Kind.BALLOON, full, reason,
                      {"actual": actual, "memory_max": full, "hold_until": until, **numbers})]
 

@@ -378,3 +378,16 @@ def test_forget_drops_only_the_named_vms_memory_and_cpu_state() -> None:
     assert kept.memory.peaks == {"b": (2, 2.0)} and kept.memory.budget_unmet
     assert kept.cpu.shares == {"b": 300}
     assert policy.forget(state, set()) is state
+
+
+def test_a_guest_yet_to_report_is_waited_for_not_held_off() -> None:
+    """A VM that just booted has no stats until the driver's first report: left at full size, and
+    shrunk in the first cycle after its stats come, not a hold-off later."""
+    vm = Vm(VmObservation("new", 1024 * MIB, 1024 * MIB, None), VmPolicySettings())
+    host = HostState(10.0, 8 * 1024 * MIB, 7 * 1024 * MIB)
+    decisions, state = decide(host, [vm], MemoryState(), MemoryPolicyConfig(pool=600 * MIB))
+    assert [d for d in decisions if d.kind is Kind.BALLOON] == [] and state.hold_until == {}
+    reported = replace(vm, observed=replace(vm.observed, guest=GuestMemory(11.0, 1024 * MIB, 1024 * MIB - 900 * MIB,
+                                                                           900 * MIB)))
+    decisions, _ = decide(replace(host, time=12.0), [reported], state, MemoryPolicyConfig(pool=600 * MIB))
+    assert [d.target for d in decisions if d.kind is Kind.BALLOON] == [600 * MIB]
