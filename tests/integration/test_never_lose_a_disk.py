@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from hvdesk.qemu.process import is_alive
-from tests.integration.conftest import wait_for_serial
 from tests.integration.test_cli import guest_args, hv
 
 pytestmark = pytest.mark.qemu
@@ -41,8 +40,7 @@ async def test_a_qemu_whose_runtime_folder_vanished_is_still_found(cli_home, tin
     assert hv("create", "orphan", "--disk", "64M", *guest_args(tiny_guest)).returncode == 0
     assert hv("start", "orphan").returncode == 0
     before = info("orphan")
-    pid, disk = before["pid"], Path(before["disks"][0]["path"])
-    await wait_for_serial(Path(before["serial_log"]), tiny_guest.marker)
+    pid, disk = before["pid"], Path(before["disks"][0]["path"])  # its guest may still be booting: no matter
     log = Path(before["log"])
     log_text = log.read_text()
     # A /tmp cleaner (or a logout removing /run/user/UID) takes the runtime folder away.

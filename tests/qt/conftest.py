@@ -37,11 +37,24 @@ def qloop(qapp):
 
 @pytest.fixture
 def run(qloop):
-    """Run a coroutine on the app's loop (Qt events are processed meanwhile)."""
+    """Run a coroutine on the app's loop (Qt events are processed meanwhile).
+
+    Not qloop.run_until_complete: after the loop stops, qasync processes Qt events once more,
+    and with no running loop then. Any asyncio callback due at that moment (the monitor's tick,
+    a console read) runs there, and its task fails with "no running event loop"."""
     asyncio.set_event_loop(qloop)
 
     def run(coro, timeout: float = 120.0):
-        return qloop.run_until_complete(asyncio.wait_for(coro, timeout))
+        future = asyncio.ensure_future(asyncio.wait_for(coro, timeout), loop=qloop)
+        stop = lambda _: qloop.stop()  # noqa: E731
+        future.add_done_callback(stop)
+        try:
+            qloop.run_forever()
+        finally:
+            future.remove_done_callback(stop)
+        if not future.done():
+            raise RuntimeError("the event loop stopped before the coroutine finished")
+        return future.result()
     return run
 
 

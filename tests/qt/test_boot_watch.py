@@ -15,7 +15,7 @@ pytestmark = pytest.mark.qemu
 
 def test_the_stuck_banner_restarts_under_tcg(open_window, run, until, guest_request, tiny_guest):
     window: MainWindow = open_window(boot_watch=lambda manager: BootWatch(
-        manager, accelerators=("tcg",), times=WatchTimes(every=1.0, quiet=8.0)))
+        manager, accelerators=("tcg",), times=WatchTimes(every=0.5, quiet=3.0)))  # the rules: tests/integration
     run(window.manager.create(guest_request("stuck", append=tiny_guest.append + " hvdesk.burn=0")))
     until(lambda: "stuck" in row_texts(window), what="listed")
     window.select("stuck")

@@ -9,7 +9,6 @@ import shutil
 import pytest
 
 from hvdesk.qemu.process import is_alive
-from tests.integration.conftest import wait_for_serial
 from tests.qt.conftest import row_texts
 
 pytestmark = pytest.mark.qemu
@@ -19,8 +18,7 @@ def test_the_app_finds_a_vm_whose_runtime_folder_vanished(open_window, run, unti
     first = open_window()
     machine = run(first.manager.create(guest_request("orphan", disk_size=64 * 1024 * 1024)))
     run(first.manager.start("orphan"))
-    run(wait_for_serial(machine.paths.serial_log, tiny_guest.marker))
-    pid = machine.pid
+    pid = machine.pid  # running (booting or booted: the app cares about the QEMU, not the guest)
     first.close()  # the app quits; the VM runs on
     shutil.rmtree(machine.paths.run_dir)
 
