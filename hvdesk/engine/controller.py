@@ -29,6 +29,7 @@ from hvdesk.control import policy
 from hvdesk.control.decisions import Decision, Kind
 from hvdesk.control.inputs import MIB, Cpu, GuestMemory, HostState, PinMode, Vm, VmObservation, VmPolicySettings
 from hvdesk.control.memory import MemoryPolicyConfig
+from hvdesk.core.background import LoopTask
 from hvdesk.core.control_settings import ControlSettings
 from hvdesk.core.errors import HvdeskError
 from hvdesk.core.filelock import FileLock
@@ -86,7 +87,7 @@ class Controller:
         self._ballooned: set[str] = set()  # VMs this controller shrank (given back when it stops)
         self._topology: tuple[Cpu, ...] | None = None
         self._listeners: list[Callable[[CycleReport], None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._loop_task = LoopTask()
         # VM name -> the balloon targets this controller set, oldest first (for the app's graph)
         self.targets: dict[str, deque[Target]] = {}
 
@@ -103,15 +104,11 @@ class Controller:
     # -- the loop ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+        self._loop_task.start(self._loop)
 
     async def stop(self) -> None:
         """End the loop; give back what this controller took, and let another controller act."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop_task.stop()
         await self.release()
 
     async def _loop(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hvdesk.core.background import LoopTask
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.machine import Machine
@@ -46,7 +47,7 @@ class Monitor:
         self.last_tick_vms = 0
         self._vcpus: dict[Path, tuple[int, list[int]]] = {}  # folder -> (pid, vCPU thread ids)
         self._listeners: list[Callable[[], None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._loop_task = LoopTask()
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` after every tick."""
@@ -66,14 +67,10 @@ class Monitor:
         return list(known[1]) if known is not None and known[0] == machine.pid else []
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+        self._loop_task.start(self._loop)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop_task.stop()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
