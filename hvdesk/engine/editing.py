@@ -19,6 +19,7 @@ from hvdesk.engine.actions import Action
 from hvdesk.engine.context import Engine
 from hvdesk.engine.library_ops import existing_disk, existing_file
 from hvdesk.engine.machine import Machine
+from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, images
 from hvdesk.qemu.argv import CD_ID
 
@@ -61,7 +62,8 @@ async def _save(manager: Engine, machine: Machine, config: VmConfig) -> Machine:
     old = machine.config
     if config.uuid != old.uuid:
         raise ConfigError("uuid: a VM's uuid cannot change")
-    if [d.path for d in config.disks] != [d.path for d in old.disks] and machine.state.active:
+    if [d.path for d in config.disks] != [d.path for d in old.disks] and (machine.state.active
+                                                                         or machine.state == VmState.SAVED):
         raise StateError(f"cannot change the disks of {machine.name!r} while it is {machine.state}")
     if config.name != old.name:
         _rename(manager, machine, config.name)
