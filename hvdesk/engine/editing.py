@@ -65,6 +65,9 @@ async def _save(manager: Engine, machine: Machine, config: VmConfig) -> Machine:
     if [d.path for d in config.disks] != [d.path for d in old.disks] and (machine.state.active
                                                                          or machine.state == VmState.SAVED):
         raise StateError(f"cannot change the disks of {machine.name!r} while it is {machine.state}")
+    if machine.state == VmState.SAVED and _iso(config) != _iso(old):  # its guest resumes with the CD it had
+        raise StateError(f"cannot change the CD of {machine.name!r} while it is saved; start it (which resumes "
+                         "the saved state) and change it then, or start it with --discard-saved-state")
     if config.name != old.name:
         _rename(manager, machine, config.name)
     if machine.state.active and _iso(config) != _iso(old):

@@ -1,0 +1,123 @@
+"""Save state through the command line, on the tiny guest: `hvdesk save` writes the guest's state
+next to it and ends QEMU; `hvdesk start` resumes the same guest (no reboot, its clock goes on); a
+state QEMU cannot load is kept; a disk too full for the state leaves the VM running and no file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from hvdesk.qemu.process import is_alive
+from tests.guest.build import READY_MARKER, SHELL_MARKER
+from tests.integration.conftest import wait_for_serial
+from tests.integration.test_cli import guest_args, hv
+
+pytestmark = pytest.mark.qemu
+
+UPTIME = "echo {tag} $(cut -d' ' -f1 /proc/uptime) >/dev/ttyS0\n"
+
+
+async def _uptime(name: str, serial: Path, tag: str, env: dict | None = None) -> float:
+    """The guest's uptime in seconds, typed on its console and read back from its serial log."""
+    done = hv("send-keys", name, "--text", UPTIME.format(tag=tag), env=env)
+    assert done.returncode == 0, done.stderr
+    pattern = re.compile(rf"^{tag} ([0-9]+\.[0-9]+)\r?$", re.M)
+    deadline = time.monotonic() + 30
+    while not (found := pattern.search(serial.read_text(errors="replace"))):
+        assert time.monotonic() < deadline, serial.read_text(errors="replace")[-500:]
+        await asyncio.sleep(0.05)
+    return float(found.group(1))
+
+
+def _info(name: str, env: dict | None = None) -> dict:
+    done = hv("info", name, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+async def test_save_then_start_resumes_the_same_guest(cli_home, tiny_guest):
+    cd = str(tiny_guest.initrd)  # any file will do as the CD: the guest boots its kernel directly
+    assert hv("create", "keeper", "--disk", "64M", "--iso", cd, *guest_args(tiny_guest)).returncode == 0
+    assert hv("start", "keeper").returncode == 0
+    info = _info("keeper")
+    serial, pid = Path(info["serial_log"]), info["pid"]
+    await wait_for_serial(serial, SHELL_MARKER)
+    before = await _uptime("keeper", serial, "UP1")
+
+    done = hv("save", "keeper")
+    assert done.returncode == 0, done.stderr
+    assert "Saved the state of 'keeper'" in done.stdout and "hvdesk start keeper" in done.stdout
+    assert not is_alive(pid)
+    info = _info("keeper")
+    assert (info["state"], info["pid"]) == ("saved", None)
+    state_file = Path(info["saved_state"]["file"])
+    assert state_file.parent == Path(info["folder"]) and info["saved_state"]["paused"] is False
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600 and state_file.stat().st_size == info["saved_state"]["size"]
+    assert not list(Path(info["folder"]).glob(".saved-state*"))  # no part file left
+    assert [(v["name"], v["state"]) for v in json.loads(hv("list", "--json").stdout)] == [("keeper", "saved")]
+    assert "Saved state: " in hv("info", "keeper").stdout
+    # the guest's disks and CD must stay as it last saw them; resume has nothing to resume
+    refused = hv("resume", "keeper")
+    assert refused.returncode == 1 and "it is saved" in refused.stderr
+    refused = hv("modify", "keeper", "--cd", "none")
+    assert refused.returncode == 1 and "while it is saved" in refused.stderr
+    # other settings may change: the resume uses those it was saved with (QEMU would refuse to load
+    # 256 MiB of RAM into 384), the next boot the new ones
+    done = hv("modify", "keeper", "--memory", "384M")
+    assert done.returncode == 0, done.stderr
+
+    # A state file QEMU cannot load: a clear error, the file kept, the VM still saved.
+    good = state_file.with_name("good-copy")
+    shutil.copyfile(state_file, good)
+    with open(state_file, "r+b") as handle:
+        handle.seek(4)  # past the magic: the stream's version
+        handle.write(b"\xff\xff\xff\xff")
+    done = hv("start", "keeper")
+    assert done.returncode == 1
+    assert "cannot resume the saved state of 'keeper'" in done.stderr and "--discard-saved-state" in done.stderr
+    assert state_file.exists() and _info("keeper")["state"] == "saved"
+    os.replace(good, state_file)
+
+    done = hv("start", "keeper")
+    assert done.returncode == 0, done.stderr
+    assert "Resumed the saved state of 'keeper' (running" in done.stdout
+    info = _info("keeper")
+    assert info["state"] == "running" and info["saved_state"] is None
+    assert not state_file.exists() and not Path(info["folder"], "saved-state.json").exists()
+    after = await _uptime("keeper", serial, "UP2")  # the same shell, still at its prompt
+    log = serial.read_text(errors="replace")
+    assert READY_MARKER not in log and SHELL_MARKER not in log  # this run's log: no boot, no new shell
+    assert before <= after < before + 60, (before, after)  # its clock went on from where it was
+
+    done = hv("stop", "keeper", "--force", "--timeout", "0")
+    assert done.returncode == 0, done.stderr
+    assert _info("keeper")["state"] == "stopped"
+
+
+async def test_a_full_disk_fails_the_save_and_the_vm_runs_on(cli_home, tiny_guest, small_disk):
+    disk = small_disk(4096)  # room for the VM's files and logs, not for its 256 MiB of state
+    env = {"HVDESK_HOME": str(disk.path)}
+    assert hv("create", "full", *guest_args(tiny_guest), env=env).returncode == 0
+    assert hv("start", "full", env=env).returncode == 0
+    info = _info("full", env)
+    serial = Path(info["serial_log"])
+    await wait_for_serial(serial, SHELL_MARKER)
+
+    done = hv("save", "full", env=env)
+    assert done.returncode == 1
+    message = done.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert "could not save the state of 'full'" in message and "still running" in message
+    info = _info("full", env)
+    assert info["state"] == "running" and is_alive(info["pid"])
+    assert sorted(p.name for p in Path(info["folder"]).iterdir() if "saved-state" in p.name) == []
+    await _uptime("full", serial, "ALIVE", env)  # the guest still runs and reads its keyboard
+
