@@ -29,6 +29,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from hvdesk.core.config import VmConfig
@@ -131,9 +132,14 @@ def saved_view(machine: Machine, info: SavedInfo) -> Machine:
 
 
 def discard(paths: VmPaths) -> None:
-    """Remove a saved state (the description first: without it, the VM is no longer saved)."""
-    for path in (paths.saved_state_info, paths.saved_state, paths.saved_state_part):
+    """Remove a saved state (the description first: without it, the VM is no longer saved), or
+    what a save cut short left."""
+    for path in (paths.saved_state_info, paths.saved_state, paths.saved_state_part, _info_part(paths)):
         path.unlink(missing_ok=True)
+
+
+def _info_part(paths: VmPaths) -> Path:
+    return paths.saved_state_part.with_name(".saved-state.json.part")
 
 
 class Saver:
@@ -176,11 +182,19 @@ class Saver:
                 raise
             os.close(fd)
             size = paths.saved_state_part.stat().st_size
+            described = _info_part(paths)
+            try:  # (written now, while a full disk can still leave the VM running: a rename needs no room)
+                atomic_write(described, json.dumps({"format": FORMAT, "paused": was_paused, "saved_at": time.time(),
+                                                    "size": size, "config": config}).encode())
+            except OSError as exc:
+                paths.saved_state_part.unlink(missing_ok=True)
+                await _resume(self.watcher, machine, was_paused)
+                raise QemuError(f"could not save the state of {name!r}: {exc.strerror} writing {described}; "
+                                f"nothing was kept of it, and the VM is still {'paused' if was_paused else 'running'}"
+                                ) from None
             os.replace(paths.saved_state_part, paths.saved_state)
             await self._quit_qemu(machine)  # QEMU first: it never runs on past the state a start resumes
-            atomic_write(paths.saved_state_info, json.dumps({
-                "format": FORMAT, "paused": was_paused, "saved_at": time.time(), "size": size,
-                "config": config}).encode())
+            os.replace(described, paths.saved_state_info)  # now the VM is saved
             self.registry.set_state(machine, VmState.SAVED)
             return SaveResult(machine, str(paths.saved_state), size, time.monotonic() - began)
 
@@ -206,6 +220,14 @@ async def _migrate_out(qmp: QmpSession, fd: int, was_paused: bool, progress: Pro
             why = info.get("error-desc", "") if isinstance(info, dict) else ""
             raise QemuError(f"QEMU's migration to the file {status}" + (f" ({why})" if why else ""))
         await asyncio.sleep(POLL)
+
+
+async def _resume(watcher: Watcher, machine: Machine, was_paused: bool) -> None:
+    """The guest runs again as before a save that completed but could not be kept."""
+    if not was_paused:
+        with contextlib.suppress(HvdeskError):
+            async with watcher.qmp(machine) as qmp:
+                await qmp.execute("cont")
 
 
 async def _undo(qmp: QmpSession, was_paused: bool) -> None:
