@@ -50,7 +50,7 @@ MAX_BANDWIDTH = 1 << 40  # bytes/s: a file has no network to spare (QEMU's defau
 POLL = 0.05  # seconds between looks at the migration's progress
 LOAD_TIMEOUT = 600.0  # seconds a resume may take to load the file
 QEMU_MAGIC = b"QEVM"  # the first bytes of QEMU's migration stream
-ACTIVE = ("none", "setup", "active", "device", "pre-switchover", "cancelling", "wait-unplug")
+ACTIVE = ("setup", "active", "device", "pre-switchover", "cancelling", "wait-unplug")  # query-migrate's "status"
 
 
 class Progress(NamedTuple):
@@ -236,7 +236,7 @@ async def _undo(qmp: QmpSession, was_paused: bool) -> None:
         await qmp.execute("migrate_cancel")
         for _ in range(100):
             info = await qmp.execute("query-migrate")
-            if not isinstance(info, dict) or info.get("status") not in ACTIVE[1:]:
+            if not isinstance(info, dict) or info.get("status") not in ACTIVE:
                 break
             await asyncio.sleep(POLL)
     with contextlib.suppress(HvdeskError):
@@ -267,7 +267,7 @@ async def restore(qmp: QmpSession, paths: VmPaths) -> None:
         status = str(info.get("status", "none")) if isinstance(info, dict) else "none"
         if status == "completed":
             return
-        if status not in ACTIVE:
+        if status not in ACTIVE and status != "none":  # (none: QEMU has yet to begin reading)
             why = info.get("error-desc", "") if isinstance(info, dict) else ""
             raise QemuError(f"QEMU could not load it: migration {status}" + (f" ({why})" if why else ""))
         if loop.time() > deadline:
