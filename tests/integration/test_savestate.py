@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from hvdesk.core.errors import StateError
+from hvdesk.engine.states import VmState
 from hvdesk.qemu.process import is_alive
 from tests.guest.build import READY_MARKER, SHELL_MARKER
-from tests.integration.conftest import wait_for_serial
+from tests.integration.conftest import wait_for_serial, wait_until
 from tests.integration.test_cli import guest_args, hv
 
 pytestmark = pytest.mark.qemu
@@ -121,3 +123,30 @@ async def test_a_full_disk_fails_the_save_and_the_vm_runs_on(cli_home, tiny_gues
     assert sorted(p.name for p in Path(info["folder"]).iterdir() if "saved-state" in p.name) == []
     await _uptime("full", serial, "ALIVE", env)  # the guest still runs and reads its keyboard
 
+
+
+async def test_the_app_saves_and_resumes_over_its_watched_session(engines, guest_request, monkeypatch):
+    app = await engines(watch=True, poll_interval=0.2)  # the app's engine: QMP events drive the states
+    machine = await app.create(guest_request("watched"))
+    await app.start("watched")
+    await wait_for_serial(machine.paths.serial_log, READY_MARKER)
+    seen: list[str] = []
+    app.subscribe(lambda m: seen.append(str(m.state)) if m is machine else None)
+    steps = []
+    done = await app.save("watched", steps.append)
+    assert machine.state == VmState.SAVED and machine.pid is None and machine.session is None
+    assert steps and steps[-1].status == "completed" and steps[-1].transferred > 0
+    assert done.size == machine.paths.saved_state.stat().st_size and seen[-1] == "saved"
+    cli = await engines()  # another hvdesk sees it saved, and resumes it
+    assert cli.get("watched").state == VmState.SAVED
+    await cli.start("watched")
+    await wait_until(lambda: machine.state == VmState.RUNNING, 10, "the app to see the resumed VM")
+    assert not machine.paths.saved_state.exists()
+
+    # the tcp transport (Windows) cannot hand QEMU the file: a clear refusal, the VM running on
+    await cli.stop("watched", force=True, timeout=0)
+    monkeypatch.setenv("HVDESK_TRANSPORT", "tcp")
+    await cli.start("watched", paused=True)
+    with pytest.raises(StateError, match="tcp transport.*needs the unix transport"):
+        await cli.save("watched")
+    assert cli.get("watched").state == VmState.PAUSED
