@@ -181,22 +181,34 @@ class Saver:
                                     f"and the VM is still {still}") from None
                 raise
             os.close(fd)
-            size = paths.saved_state_part.stat().st_size
-            described = _info_part(paths)
-            try:  # (written now, while a full disk can still leave the VM running: a rename needs no room)
-                atomic_write(described, json.dumps({"format": FORMAT, "paused": was_paused, "saved_at": time.time(),
-                                                    "size": size, "config": config}).encode())
-            except OSError as exc:
-                paths.saved_state_part.unlink(missing_ok=True)
-                await _resume(self.watcher, machine, was_paused)
-                raise QemuError(f"could not save the state of {name!r}: {exc.strerror} writing {described}; "
-                                f"nothing was kept of it, and the VM is still {'paused' if was_paused else 'running'}"
-                                ) from None
-            os.replace(paths.saved_state_part, paths.saved_state)
-            await self._quit_qemu(machine)  # QEMU first: it never runs on past the state a start resumes
-            os.replace(described, paths.saved_state_info)  # now the VM is saved
-            self.registry.set_state(machine, VmState.SAVED)
+            # From here on the save completes even when interrupted: half a save would cost the guest.
+            finishing = asyncio.ensure_future(self._keep(machine, was_paused, config))
+            try:
+                size = await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                await finishing
+                raise
             return SaveResult(machine, str(paths.saved_state), size, time.monotonic() - began)
+
+    async def _keep(self, machine: Machine, was_paused: bool, config: dict[str, Any]) -> int:
+        """Make the written state the VM's saved state and end its QEMU; the file's size."""
+        paths, name = machine.paths, machine.name
+        size = paths.saved_state_part.stat().st_size
+        described = _info_part(paths)
+        try:  # (written now, while a full disk can still leave the VM running: a rename needs no room)
+            atomic_write(described, json.dumps({"format": FORMAT, "paused": was_paused, "saved_at": time.time(),
+                                                "size": size, "config": config}).encode())
+        except OSError as exc:
+            paths.saved_state_part.unlink(missing_ok=True)
+            await _resume(self.watcher, machine, was_paused)
+            raise QemuError(f"could not save the state of {name!r}: {exc.strerror} writing {described}; "
+                            f"nothing was kept of it, and the VM is still {'paused' if was_paused else 'running'}"
+                            ) from None
+        os.replace(paths.saved_state_part, paths.saved_state)
+        await self._quit_qemu(machine)  # QEMU first: it never runs on past the state a start resumes
+        os.replace(described, paths.saved_state_info)  # now the VM is saved
+        self.registry.set_state(machine, VmState.SAVED)
+        return size
 
 
 async def _migrate_out(qmp: QmpSession, fd: int, was_paused: bool, progress: ProgressCallback | None,

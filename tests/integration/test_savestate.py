@@ -130,6 +130,18 @@ async def test_the_app_saves_and_resumes_over_its_watched_session(engines, guest
     machine = await app.create(guest_request("watched"))
     await app.start("watched")
     await wait_for_serial(machine.paths.serial_log, READY_MARKER)
+
+    # A save interrupted while QEMU writes (Ctrl-C cancels the command's task): no file, the guest runs on.
+    def interrupt(step) -> None:
+        if step.status != "completed" and not job.cancelled():
+            job.cancel()
+    job = asyncio.ensure_future(app.save("watched", interrupt))
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert not [p.name for p in machine.entry.folder.iterdir() if "saved-state" in p.name]
+    await wait_until(lambda: machine.state == VmState.RUNNING, 10, "the interrupted save to let the guest run")
+    assert (await app.command(machine, "query-status"))["status"] == "running"
+
     seen: list[str] = []
     app.subscribe(lambda m: seen.append(str(m.state)) if m is machine else None)
     steps = []
