@@ -99,6 +99,14 @@ async def test_save_then_start_resumes_the_same_guest(cli_home, tiny_guest):
     assert READY_MARKER not in log and SHELL_MARKER not in log  # this run's log: no boot, no new shell
     assert before <= after < before + 60, (before, after)  # its clock went on from where it was
 
+    # saved again, then booted afresh on purpose: the saved state goes, the new settings come
+    assert hv("save", "keeper").returncode == 0
+    done = hv("start", "keeper", "--discard-saved-state")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Started 'keeper' (running")
+    assert not state_file.exists() and _info("keeper")["saved_state"] is None
+    run = json.loads((Path(info["sockets"]["qmp"]).parent / "run.json").read_text())
+    assert run["config"]["memory_mib"] == 384 and "-incoming" not in run["argv"]
     done = hv("stop", "keeper", "--force", "--timeout", "0")
     assert done.returncode == 0, done.stderr
     assert _info("keeper")["state"] == "stopped"

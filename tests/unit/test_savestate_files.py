@@ -79,3 +79,10 @@ async def test_a_saved_vm_refuses_disk_and_cd_changes_but_takes_other_settings(v
         done = await modify(manager, VM_NAME, {"memory_mib": 384})
         assert done.machine.config.memory_mib == 384 and done.machine.state == VmState.SAVED
     assert savestate.read_info(vm).config.memory_mib == 256  # the resume builds what was saved
+
+
+async def test_deleting_a_saved_vm_deletes_its_state(vm, hv_home):
+    _save(vm)
+    async with Manager() as manager:
+        await manager.delete(VM_NAME)
+    assert not vm.entry.folder.exists()
