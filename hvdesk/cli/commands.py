@@ -55,10 +55,34 @@ async def cmd_create(manager: Manager, args: argparse.Namespace) -> int:
 
 
 async def cmd_start(manager: Manager, args: argparse.Namespace) -> int:
-    machine = await manager.start(args.name, paused=args.paused)
+    machine = manager.get(args.name)
+    await manager.refresh_state(machine)
+    resuming = str(machine.state) == "saved" and not args.discard_saved_state
+    machine = await manager.start(args.name, paused=args.paused, discard_saved_state=args.discard_saved_state)
     run = machine.run
     accel = f"{run.accel.upper()}: {run.accel_reason}" if run else "?"
-    print(f"Started {machine.name!r} ({machine.state}, pid {machine.pid}; accelerator {accel})")
+    what = "Resumed the saved state of" if resuming else "Started"
+    print(f"{what} {machine.name!r} ({machine.state}, pid {machine.pid}; accelerator {accel})")
+    return 0
+
+
+async def cmd_save(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.engine.savestate import Progress
+
+    tty = sys.stdout.isatty()
+
+    def show(step: Progress) -> None:
+        if tty and step.total:
+            print(f"\rSaving {args.name!r}: {format_approx(step.transferred)} of {format_approx(step.total)} "
+                  f"of memory ({step.status}, {step.elapsed:.1f} s)\033[K", end="", flush=True)
+
+    try:
+        done = await manager.save(args.name, show if tty else None)
+    finally:
+        if tty:
+            print("\r\033[K", end="", flush=True)
+    print(f"Saved the state of {args.name!r} in {done.seconds:.1f} s ({format_approx(done.size)}, {done.path}); "
+          f"it is {done.machine.state}: `hvdesk start {args.name}` resumes it")
     return 0
 
 
@@ -232,7 +256,7 @@ async def cmd_decisions(manager: Manager, args: argparse.Namespace) -> int:
 
 
 HANDLERS = {
-    "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
+    "create": cmd_create, "start": cmd_start, "stop": cmd_stop, "save": cmd_save,
     "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
     "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
     "stats": cmd_stats, "top": cmd_top, "balloon": cmd_balloon, "pin": cmd_pin, "shares": cmd_shares,

@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="start a VM; returns once it runs and QMP answers")
     p.add_argument("name")
     p.add_argument("--paused", action="store_true", help="start with the vCPUs paused")
+    p.add_argument("--discard-saved-state", action="store_true",
+                   help="a saved VM: boot it afresh, deleting its saved state (else the start resumes it)")
+
+    p = sub.add_parser("save", help="save a running VM's state to its folder and stop it; start resumes it")
+    p.add_argument("name")
 
     p = sub.add_parser("stop", help="ACPI power-down; --force turns it off after the timeout")
     p.add_argument("name")

@@ -112,6 +112,13 @@ def _format_info(data: describe.Report) -> str:
         lines.append(f"Kernel:      {data['kernel']['kernel']} {data['kernel']['append']}".rstrip())
     lines += [f"QMP socket:  {data['sockets']['qmp']}", f"VNC socket:  {data['sockets']['vnc'] or '-'}",
               f"Log:         {data['log']}", f"Serial log:  {data['serial_log']}", f"Folder:      {data['folder']}"]
+    saved = data.get("saved_state")
+    if saved and isinstance(saved.get("size"), int) and isinstance(saved.get("saved_at"), (int, float)):
+        import time
+
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(saved["saved_at"]))
+        lines.append(f"Saved state: {saved['file']} ({format_approx(saved['size'])}, saved {when}"
+                     + (", resumes paused" if saved.get("paused") else "") + "; `hvdesk start` resumes it)")
     if data["notes"]:
         lines.append(f"Notes:       {data['notes']}")
     return "\n".join(lines)

@@ -31,30 +31,33 @@ class Action(StrEnum):
     BALLOON = "set the balloon of"
     PIN = "pin the vCPUs of"
     SHARES = "set the CPU shares of"
+    SAVE = "save the state of"  # write the guest's RAM and devices to a file and stop; START resumes it
 
 
 _LIVE = frozenset({S.RUNNING, S.PAUSED})
 _HAS_CONFIG = frozenset(S) - {S.INACCESSIBLE}
 
 ALLOWED: dict[Action, frozenset[VmState]] = {
-    Action.START: frozenset({S.STOPPED, S.ABORTED}),
+    Action.START: frozenset({S.STOPPED, S.ABORTED, S.SAVED}),
     Action.SHOW: _LIVE,
     Action.PAUSE: frozenset({S.RUNNING}),
     Action.RESUME: frozenset({S.PAUSED}),
     Action.SHUTDOWN: frozenset({S.RUNNING}),
     Action.STOP: frozenset({S.RUNNING, S.PAUSED, S.STOPPING}),
     Action.RESET: _LIVE,
-    Action.DELETE: frozenset({S.STOPPED, S.ABORTED, S.INACCESSIBLE}),
-    Action.EDIT: _HAS_CONFIG,
+    Action.DELETE: frozenset({S.STOPPED, S.ABORTED, S.SAVED, S.INACCESSIBLE}),  # (a saved state goes too)
+    Action.EDIT: _HAS_CONFIG,  # saved: the resume uses the settings saved with the state; edits wait for a fresh boot
     Action.EDIT_DISKS: frozenset({S.STOPPED, S.ABORTED}),
-    Action.RESIZE_DISK: _HAS_CONFIG,
-    Action.CHANGE_CD: _HAS_CONFIG,
+    # A saved guest resumes believing its disks and CD as they were: they must not change meanwhile.
+    Action.RESIZE_DISK: _HAS_CONFIG - {S.SAVED},
+    Action.CHANGE_CD: _HAS_CONFIG - {S.SAVED},
     Action.SHOW_LOG: _HAS_CONFIG,
     Action.SAMPLE: _LIVE,
     Action.TYPE: _LIVE,
     Action.BALLOON: _LIVE,
     Action.PIN: _LIVE,
     Action.SHARES: _LIVE,
+    Action.SAVE: _LIVE,
 }
 
 
@@ -63,6 +66,8 @@ HINTS: dict[tuple[Action, VmState], str] = {
     **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS)
        for state in (S.RUNNING, S.PAUSED, S.STARTING, S.STOPPING)},
     (Action.START, S.INACCESSIBLE): "fix or remove its vm.toml",
+    **{(action, S.SAVED): "start it (which resumes the saved state) and shut it down first, or start it with "
+       "--discard-saved-state" for action in (Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD)},
 }
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import HvdeskError
 from hvdesk.engine.machine import Machine
+from hvdesk.engine.states import VmState
 from hvdesk.qemu import transport as transports
 
 if TYPE_CHECKING:
@@ -84,7 +85,24 @@ def static_details(machine: Machine) -> Report:
         "serial_log": str(paths.serial_log),
         "notes": config.notes,
     })
+    data["saved_state"] = _saved_state(machine) if machine.state == VmState.SAVED else None
     return data
+
+
+def _saved_state(machine: Machine) -> dict[str, Any] | None:
+    """The saved state's file, size, time and whether it resumes paused (engine/savestate.py;
+    read leniently here, for display: a start checks it)."""
+    import json
+
+    paths = machine.paths
+    try:
+        data = json.loads(paths.saved_state_info.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {"file": str(paths.saved_state), "size": data.get("size"), "saved_at": data.get("saved_at"),
+            "paused": data.get("paused")}
 
 
 def _sockets(machine: Machine) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from hvdesk.engine.actions import Action
 from hvdesk.engine.context import Engine
 from hvdesk.engine.library_ops import existing_disk, existing_file
 from hvdesk.engine.machine import Machine
+from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, images
 from hvdesk.qemu.argv import CD_ID
 
@@ -61,8 +62,12 @@ async def _save(manager: Engine, machine: Machine, config: VmConfig) -> Machine:
     old = machine.config
     if config.uuid != old.uuid:
         raise ConfigError("uuid: a VM's uuid cannot change")
-    if [d.path for d in config.disks] != [d.path for d in old.disks] and machine.state.active:
+    if [d.path for d in config.disks] != [d.path for d in old.disks] and (machine.state.active
+                                                                         or machine.state == VmState.SAVED):
         raise StateError(f"cannot change the disks of {machine.name!r} while it is {machine.state}")
+    if machine.state == VmState.SAVED and _iso(config) != _iso(old):  # its guest resumes with the CD it had
+        raise StateError(f"cannot change the CD of {machine.name!r} while it is saved; start it (which resumes "
+                         "the saved state) and change it then, or start it with --discard-saved-state")
     if config.name != old.name:
         _rename(manager, machine, config.name)
     if machine.state.active and _iso(config) != _iso(old):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hvdesk.core.errors import DiskInUseError, HvdeskError, QemuError, StateError
-from hvdesk.engine import launch_plan, runtime
+from hvdesk.engine import launch_plan, runtime, savestate
 from hvdesk.engine.actions import Action
 from hvdesk.engine.guard import Guard
 from hvdesk.engine.machine import Machine
@@ -46,17 +46,27 @@ class Lifecycle:
         self.watcher = watcher
         self.guard = guard
 
-    async def start(self, name: str, *, paused: bool = False) -> Machine:
-        """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
+    async def start(self, name: str, *, paused: bool = False, discard_saved_state: bool = False) -> Machine:
+        """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers. A saved
+        VM resumes its saved state (engine/savestate.py), unless `discard_saved_state`."""
         async with self.guard.operate(name, Action.START) as machine:
-            config, paths = machine.config, machine.paths
-            kind = transports.default_kind()
-            await launch_plan.check_images(machine)
-            # A first start probes the accelerator and asks QEMU its version: off the event loop then.
-            if launch_plan.is_quick(machine):
-                host, choice = launch_plan.plan(machine)
+            paths = machine.paths
+            saved = None
+            if machine.state == VmState.SAVED and not discard_saved_state:
+                saved = savestate.read_info(machine)
             else:
-                host, choice = await asyncio.to_thread(launch_plan.plan, machine)
+                savestate.discard(paths)  # asked to, or what a save that was cut short left
+            view = savestate.saved_view(machine, saved) if saved is not None else machine
+            config = view.config
+            paused = paused or (saved is not None and saved.paused)
+            # QEMU takes the state file over a unix socket only (a saved VM was saved over one)
+            kind = "unix" if saved is not None else transports.default_kind()
+            await launch_plan.check_images(view)
+            # A first start probes the accelerator and asks QEMU its version: off the event loop then.
+            if launch_plan.is_quick(view):
+                host, choice = launch_plan.plan(view)
+            else:
+                host, choice = await asyncio.to_thread(launch_plan.plan, view)
             runtime.prepare_run_dir(paths)
             runtime.prepare_logs(paths)
             previous = machine.state
@@ -65,27 +75,30 @@ class Lifecycle:
                 if config.tpm:  # before QEMU, which connects to its socket at start-up
                     await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
                                      paths.qemu_log.with_name("swtpm.log"))
-                session = await self._launch(machine, host, choice, kind, paused)
+                session = await self._launch(machine, host, choice, kind, paused, view,
+                                             incoming=saved is not None)
             except QemuError as exc:
                 launch_plan.stop_swtpm(paths)
                 runtime.remove_run_dir(paths)
                 self.registry.set_state(machine, previous, machine.reason)
                 raise self._explain_launch_failure(machine, exc) from None
-            await self._connect_and_go(machine, session, paused)
+            await self._connect_and_go(machine, session, paused, restore=saved is not None)
+            if saved is not None:
+                savestate.discard(paths)  # resumed: the guest has moved on from it
             runtime.clear_aborted(paths)
             self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
             return machine
 
     async def _launch(self, machine: Machine, host: HostSetup, choice: AccelChoice, kind: str,
-                      paused: bool) -> QmpSession:
+                      paused: bool, view: Machine, *, incoming: bool = False) -> QmpSession:
         """Run QEMU until it is set up. With tcp, another program may take a port between our pick
         and QEMU's bind: then again on new ports, a few times, and the error says so."""
         paths = machine.paths
         attempt = 1
         while True:
             link = transports.new(kind, paths)
-            argv = launch_plan.argv(machine, host, link)
-            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, machine.config.to_dict(),
+            argv = launch_plan.argv(view, host, link) + (["-incoming", "defer"] if incoming else [])
+            run = runtime.RunInfo(0, choice.name, choice.reason, time.time(), argv, view.config.to_dict(),
                                   paused, link.to_dict())
             runtime.write_run_info(paths, run)  # pid 0: other hvdesk processes see a start under way
             try:
@@ -125,19 +138,29 @@ class Lifecycle:
     def _session_end(self, link: Transport) -> Endpoint:
         return link.qmp if self.watcher.watch else link.ctl
 
-    async def _connect_and_go(self, machine: Machine, session: QmpSession, paused: bool) -> None:
+    async def _connect_and_go(self, machine: Machine, session: QmpSession, paused: bool, *,
+                              restore: bool = False) -> None:
         paths = machine.paths
+        loading = False
         try:
             if not session.connected:
                 await session.connect(self._session_end(machine.transport))
+            if restore:
+                loading = True
+                await savestate.restore(session, paths)
+                loading = False
             if not paused:
                 await session.execute("cont")
-        except QemuError as exc:
+        except HvdeskError as exc:
             await session.close()
             machine.expect_exit = True
             if machine.pid is not None:
                 await terminate(machine.pid)
-            self.watcher.note_exit(machine, expected=True, owner=True)
+            self.watcher.note_exit(machine, expected=True, owner=True)  # saved still, when the load failed
+            if loading:
+                raise QemuError(f"cannot resume the saved state of {machine.name!r}: {exc}; the saved state is "
+                                f"kept ({paths.saved_state}); `hvdesk start {machine.name} --discard-saved-state` "
+                                "boots it afresh instead (the saved state is lost)", log_tail(paths.qemu_log)) from None
             raise QemuError(f"{machine.name}: QEMU started but its control socket failed ({exc})",
                             log_tail(paths.qemu_log)) from None
         if self.watcher.watch:
@@ -182,6 +205,10 @@ class Lifecycle:
     async def _press_power_button(self, machine: Machine) -> None:
         await self.watcher.command(machine, "system_powerdown")
         self.registry.set_state(machine, VmState.STOPPING, "ACPI shutdown requested")
+
+    async def turn_off(self, machine: Machine) -> None:
+        """End the QEMU of a VM the caller holds (the guard): a save, once its state is written."""
+        await self._force_off(machine)
 
     async def _force_off(self, machine: Machine) -> None:
         """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL."""

@@ -7,6 +7,7 @@ with one job each:
   events and a light poll when watching (the app); QMP connections for the operations;
 - guard: the door of every change (find, hold with file locks, refresh, check the action table);
 - lifecycle: start, stop, shut down, pause, resume, reset;
+- savestate: save a running VM's state and stop it (a start resumes it);
 - resources: one-off balloon, vCPU pinning and CPU shares on a running VM;
 - library_ops: create and delete; editing: settings and disks (called by the faces directly).
 Closing a Manager never stops a VM: QEMU runs detached and the next Manager adopts it.
@@ -27,6 +28,7 @@ from hvdesk.engine.lifecycle import Lifecycle
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.registry import EventHook, Listener, Registry
 from hvdesk.engine.resources import BalloonResult, PinResult, Resources, SharesResult
+from hvdesk.engine.savestate import ProgressCallback, Saver, SaveResult
 from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu.qmp import QmpSession
 
@@ -42,6 +44,7 @@ class Manager:
         self.guard = Guard(self.registry, self.watcher)
         self.lifecycle = Lifecycle(self.registry, self.watcher, self.guard)
         self.resources = Resources(self.watcher, self.guard)
+        self.saver = Saver(self.registry, self.watcher, self.guard, self.lifecycle.turn_off)
 
     @property
     def library(self) -> Library:
@@ -117,8 +120,12 @@ class Manager:
 
     # -- operations ----------------------------------------------------------------------------------
 
-    async def start(self, name: str, *, paused: bool = False) -> Machine:
-        return await self.lifecycle.start(name, paused=paused)
+    async def start(self, name: str, *, paused: bool = False, discard_saved_state: bool = False) -> Machine:
+        return await self.lifecycle.start(name, paused=paused, discard_saved_state=discard_saved_state)
+
+    async def save(self, name: str, progress: ProgressCallback | None = None) -> SaveResult:
+        """Save the VM's state to its folder and end its QEMU; `start` resumes it."""
+        return await self.saver.save(name, progress)
 
     async def stop(self, name: str, *, force: bool = False, timeout: float = 60.0) -> Machine:
         return await self.lifecycle.stop(name, force=force, timeout=timeout)

@@ -87,6 +87,8 @@ def settle_gone(machine: Machine, *, expected: bool, owner: bool, busy_here: boo
                 flock.release()
     machine.pid, machine.run, machine.expect_exit, machine.balloon = None, None, False, None
     reason = runtime.aborted_reason(paths)
+    if paths.saved_state_info.exists():  # (written last, once the state file is complete: engine/savestate.py)
+        return VmState.SAVED, reason or ""
     return (VmState.ABORTED, reason) if reason else (VmState.STOPPED, "")
 
 

@@ -11,6 +11,7 @@ class VmState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPING = "stopping"  # the guest is shutting down, or QEMU is quitting
+    SAVED = "saved"  # no QEMU, and its folder holds a complete saved state: a start resumes the guest
     ABORTED = "aborted"  # QEMU ended without a clean exit; its log is kept
     INACCESSIBLE = "inaccessible"  # vm.toml unreadable or invalid; the reason says why
 
@@ -49,7 +50,7 @@ def state_from_status(status: str, *, launching_since: float | None = None,
                       now: float = 0.0) -> tuple[VmState, str]:
     """The state for QMP's query-status. `launching_since`: when a start that will resume the VM
     launched it (QEMU waits in prelaunch until that start says `cont`)."""
-    if status == "prelaunch" and launching_since is not None:
+    if status in ("prelaunch", "inmigrate") and launching_since is not None:  # (inmigrate: restoring a saved state)
         if now - launching_since < LAUNCH_GRACE:
             return VmState.STARTING, ""
         return VmState.PAUSED, NEVER_RESUMED

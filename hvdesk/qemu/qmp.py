@@ -100,6 +100,16 @@ class QmpSession:
             return QemuError(f"lost the connection to QEMU during {command} ({_why(exc)})")
         return None
 
+    async def pass_fd(self, fd: int, name: str) -> None:
+        """Hand QEMU a copy of our file descriptor `fd` (SCM_RIGHTS over the unix socket), as `name`
+        for commands on this same monitor (`migrate fd:NAME`). QEMU cannot receive descriptors
+        over tcp (the Windows transport): that is an error naming the limit."""
+        try:
+            self._client.send_fd_scm(fd)
+        except (self._qmp.QMPError, OSError) as exc:
+            raise QemuError(f"cannot pass a file to QEMU: {_why(exc)} (this needs the unix transport)") from None
+        await self.execute("getfd", {"fdname": name})
+
     async def wait_closed(self) -> None:
         """Return when QEMU ends the session (it exited) or we closed it."""
         while self._client.runstate == self._qmp.Runstate.RUNNING:

@@ -62,6 +62,18 @@ class VmPaths:
         return self.vm_dir / "logs" / "serial.log"
 
     @property
+    def saved_state(self) -> Path:  # the guest's RAM and devices, as QEMU's migration wrote them
+        return self.vm_dir / "saved-state.bin"
+
+    @property
+    def saved_state_info(self) -> Path:  # written last: its presence says the state file is complete
+        return self.vm_dir / "saved-state.json"
+
+    @property
+    def saved_state_part(self) -> Path:  # a save under way (renamed to saved_state once complete)
+        return self.vm_dir / ".saved-state.part"
+
+    @property
     def uefi_vars(self) -> Path:
         return self.vm_dir / "uefi-vars.fd"
 

@@ -13,7 +13,7 @@ from hvdesk.engine.states import VmState
 STATE_ICONS = {
     VmState.RUNNING: "running", VmState.PAUSED: "paused", VmState.STOPPED: "stopped",
     VmState.STARTING: "busy", VmState.STOPPING: "busy", VmState.ABORTED: "aborted",
-    VmState.INACCESSIBLE: "inaccessible",
+    VmState.INACCESSIBLE: "inaccessible", VmState.SAVED: "stopped",  # (until the app draws its own)
 }
 
 

@@ -30,10 +30,12 @@ def test_every_action_has_its_states_and_reads_in_a_sentence():
                  Action.SHOW_LOG}),
     (S.RUNNING, {Action.SHOW, Action.PAUSE, Action.SHUTDOWN, Action.STOP, Action.RESET, Action.EDIT,
                  Action.RESIZE_DISK, Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE,
-                 Action.BALLOON, Action.PIN, Action.SHARES}),
+                 Action.BALLOON, Action.PIN, Action.SHARES, Action.SAVE}),
     (S.PAUSED, {Action.SHOW, Action.RESUME, Action.STOP, Action.RESET, Action.EDIT, Action.RESIZE_DISK,
                 Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE, Action.BALLOON, Action.PIN,
-                Action.SHARES}),
+                Action.SHARES, Action.SAVE}),
+    # a saved guest resumes believing its disks and CD as they were: those wait
+    (S.SAVED, {Action.START, Action.DELETE, Action.EDIT, Action.SHOW_LOG}),
     (S.INACCESSIBLE, {Action.DELETE}),
 ])
 def test_what_each_state_allows(state, allowed):
