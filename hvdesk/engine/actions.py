@@ -21,6 +21,7 @@ class Action(StrEnum):
     STOP = "stop"  # the power button and wait, or turn it off
     RESET = "reset"
     DELETE = "delete"
+    CLONE = "clone"  # its disks must be still: a stopped VM only
     EDIT = "change the settings of"
     EDIT_DISKS = "change the disks of"  # add, attach, remove
     RESIZE_DISK = "resize a disk of"
@@ -45,6 +46,7 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.STOP: frozenset({S.RUNNING, S.PAUSED, S.STOPPING}),
     Action.RESET: _LIVE,
     Action.DELETE: frozenset({S.STOPPED, S.ABORTED, S.INACCESSIBLE}),
+    Action.CLONE: frozenset({S.STOPPED, S.ABORTED}),
     Action.EDIT: _HAS_CONFIG,
     Action.EDIT_DISKS: frozenset({S.STOPPED, S.ABORTED}),
     Action.RESIZE_DISK: _HAS_CONFIG,
@@ -60,7 +62,7 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
 
 # What to do about a refusal, where there is one thing to do.
 HINTS: dict[tuple[Action, VmState], str] = {
-    **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS)
+    **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS, Action.CLONE)
        for state in (S.RUNNING, S.PAUSED, S.STARTING, S.STOPPING)},
     (Action.START, S.INACCESSIBLE): "fix or remove its vm.toml",
 }
