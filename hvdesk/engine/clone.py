@@ -61,10 +61,16 @@ async def clone(manager: Engine, name: str, new_name: str, *, linked: bool = Fal
     if library.exists(new_name):
         raise ConfigError(f"a VM named {new_name!r} already exists (names ignore case)")
     began = time.monotonic()
-    if linked:
-        result = await _linked(manager, name, new_name)
-    else:
-        result = await _full(manager, name, new_name, progress)
+    try:
+        if linked:
+            result = await _linked(manager, name, new_name)
+        else:
+            result = await _full(manager, name, new_name, progress)
+    except DiskError as exc:
+        if not exc.detail:  # ours, already saying what and why
+            raise
+        # qemu-img's, about a file in a hidden staging folder: name the clone instead
+        raise type(exc)(f"cannot clone {name!r} to {new_name!r}: {exc.detail}", exc.detail) from None
     result.seconds = time.monotonic() - began
     if any(nic.forwards for nic in result.machine.config.nics):
         result.notes.append("its port forwards are the source's: the two cannot run at the same time until "
