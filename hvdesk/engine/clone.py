@@ -201,6 +201,7 @@ async def _linked(manager: Engine, name: str, new_name: str) -> CloneResult:
             staging = library.staging_folder()
             try:
                 clone_config = await _prepare_links(source, links, staging, new_name)
+                _copy_firmware_state(source, staging)
                 library.save(staging, clone_config)
             except BaseException:
                 _undo_links(links)
@@ -226,9 +227,12 @@ def _plan_links(source: Machine) -> list[_Link]:
         top = source.paths.resolve(disk.path)
         if disk.readonly:
             continue  # nobody writes it: the clone reads it too, as it is
-        if not disk.created or top.parent != folder:
-            raise DiskError(f"cannot make a linked clone of {source.name!r}: its disk {top} was attached from "
-                            "elsewhere, and hvdesk does not turn it into a base image (make a full clone)")
+        why = ("was attached from elsewhere" if not disk.created else
+               "is not directly in its folder" if top.parent != folder else
+               "is a symbolic link" if top.is_symlink() else None)
+        if why is not None:
+            raise DiskError(f"cannot make a linked clone of {source.name!r}: its disk {top} {why}, and hvdesk "
+                            "turns only the disks it made in a VM's folder into base images (make a full clone)")
         links.append(_Link(n, top, folder / f"base-{token}-{top.name}", folder / f".{top.name}.clone-{token}"))
     return links
 

@@ -6,6 +6,7 @@ images, real QEMU, through the CLI as users run it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -116,6 +117,13 @@ def test_a_vm_with_linked_clones_is_not_deleted_and_keeps_its_folder(cli_home, t
     for name in ("web", "web-2", "web-3", "web-4"):
         qemu_img("check", str(vms / name / "disk0.qcow2"))
 
+    done = hv("clone", "web-4", "flat")  # a full clone of a chain: one image, read through the pinned chain
+    assert done.returncode == 0, done.stderr
+    assert config(cli_home, "flat")["disks"][0]["backing"] == []
+    assert "backing-filename" not in json.loads(qemu_img("info", "--output=json", str(vms / "flat" / "disk0.qcow2")))
+    assert first_sector(vms / "flat" / "disk0.qcow2", cli_home) == PATTERN
+    assert hv("delete", "flat").returncode == 0
+
     assert one_line(hv("delete", "web-2")) == ("hvdesk: cannot delete 'web-2': linked clone 'web-4' uses its disk; "
                                                "delete it first")
     for name in ("web-4", "web-2", "web-3"):  # deleting a clone is fine, and leaves the source's files
@@ -157,3 +165,25 @@ def test_a_running_vm_is_not_cloned(cli_home, tiny_guest):
                                                                  "stop it first")
     assert hv("stop", "src", "--force", "--timeout", "0").returncode == 0
     assert [v["name"] for v in json.loads(hv("list", "--json").stdout)] == ["src"]
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["full", "linked"])
+def test_a_clone_has_its_own_copy_of_the_uefi_variables_and_tpm_state(cli_home, tiny_guest, linked):
+    vms = cli_home / "VMs"
+    done = hv("create", "uefi", "--os", "linux", "--disk", "64M", "--firmware", "uefi", *guest_args(tiny_guest))
+    assert done.returncode == 0, done.stderr
+    nvram, tpm = vms / "uefi" / "uefi-vars.fd", vms / "uefi" / "tpm"
+    with open(nvram, "r+b") as handle:  # as if the guest had saved a boot entry
+        handle.write(b"BOOT-ENTRY")
+    tpm.mkdir(mode=0o700)
+    (tpm / "tpm2-00.permall").write_bytes(b"TPM-STATE")  # as swtpm leaves it after a first start
+    done = hv("clone", "uefi", "copy", *(["--linked"] if linked else []))
+    assert done.returncode == 0, done.stderr
+    copy = vms / "copy"
+    assert (copy / "uefi-vars.fd").read_bytes() == nvram.read_bytes()
+    assert (copy / "tpm" / "tpm2-00.permall").read_bytes() == b"TPM-STATE"
+    assert not os.path.samefile(copy / "uefi-vars.fd", nvram)  # copies, not shared: each VM writes its own
+    for path in (copy / "uefi-vars.fd", copy / "tpm" / "tpm2-00.permall"):
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert (copy / "tpm").stat().st_mode & 0o777 == 0o700
+    assert config(cli_home, "copy")["firmware"] == "uefi"
