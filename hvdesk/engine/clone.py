@@ -103,7 +103,7 @@ async def _copy_disks(source: Machine, staging: Path, progress: Progress | None)
     paths = source.paths
     chains = [(paths.resolve(d.path), d.format, [(paths.resolve(b.path), b.format) for b in d.backing])
               for d in source.config.disks]
-    sizes = [(await images.info(top, force_share=True)).virtual_size for top, _, _ in chains]
+    sizes = [images.info_now(top, fmt).virtual_size for top, fmt, _ in chains]  # qcow2, raw: from the header
     total, done = max(1, sum(sizes)), 0
     disks = []
     for n, (disk, (top, fmt, backing), size) in enumerate(zip(source.config.disks, chains, sizes)):
@@ -118,9 +118,7 @@ async def _copy_disks(source: Machine, staging: Path, progress: Progress | None)
         disks.append(dataclasses.replace(disk, path=target.name, format="qcow2", created=True, backing=[]))
     if progress is not None:
         progress(100.0)
-    copied = 0
-    for disk in disks:
-        copied += (await images.info(staging / disk.path)).actual_size
+    copied = sum((staging / disk.path).stat().st_blocks * 512 for disk in disks)  # as qemu-img's actual size
     return disks, copied
 
 
