@@ -5,6 +5,7 @@ images, real QEMU, through the CLI as users run it."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from hvdesk.core.digests import MEMO_FILE
-from hvdesk.core.storage import LOCK_FILE
+from hvdesk.core.storage import LOCK_FILE, Library
+from hvdesk.engine.manager import Manager
+from hvdesk.qemu.images import pinned_spec
 from tests.guest.build import SHELL_MARKER
 from tests.integration.conftest import wait_for_serial
 from tests.integration.test_cli import guest_args, hv
@@ -187,3 +190,67 @@ def test_a_clone_has_its_own_copy_of_the_uefi_variables_and_tpm_state(cli_home, 
         assert path.stat().st_mode & 0o777 == 0o600
     assert (copy / "tpm").stat().st_mode & 0o777 == 0o700
     assert config(cli_home, "copy")["firmware"] == "uefi"
+
+
+def pinned_first_sector(home: Path, name: str, tmp_path: Path) -> bytes:
+    """The first sector as the VM's vm.toml pins its chain (what QEMU would show the guest)."""
+    folder = home / "VMs" / name
+    disk = config(home, name)["disks"][0]
+
+    def where(path: str) -> Path:
+        return Path(path) if Path(path).is_absolute() else folder / path
+    spec = pinned_spec(where(disk["path"]), disk["format"], [(where(b["path"]), b["format"]) for b in disk["backing"]])
+    out = tmp_path / "pinned-sector.raw"
+    out.unlink(missing_ok=True)
+    qemu_img("dd", "-O", "raw", f"if={spec}", f"of={out}", "bs=512", "count=1")
+    return out.read_bytes()[:512]
+
+
+def fail_after_overlay_rename(monkeypatch):
+    """The source's new overlay has taken its disk's name, then the process dies."""
+    replace = os.replace
+
+    def failing(src, dst, *args, **kwargs):
+        replace(src, dst, *args, **kwargs)
+        if ".clone-" in os.fspath(src):
+            raise OSError(errno.EIO, "injected failure", os.fspath(src))
+    monkeypatch.setattr(os, "replace", failing)
+
+
+def fail_second_source_save(monkeypatch):
+    save, calls = Library.save, []
+
+    def failing(self, folder, config):
+        calls.append(folder)
+        if config.name == "src" and calls.count(folder) == 2:
+            raise OSError(errno.EIO, "injected failure", str(folder))
+        return save(self, folder, config)
+    monkeypatch.setattr(Library, "save", failing)
+
+
+def fail_publish(monkeypatch):
+    def failing(self, staging, name):
+        raise OSError(errno.EIO, "injected failure", str(staging))
+    monkeypatch.setattr(Library, "publish", failing)
+
+
+async def test_a_linked_clone_failing_at_any_step_of_the_commit_leaves_the_source_valid(cli_home, tiny_guest,
+                                                                                         tmp_path, monkeypatch):
+    """Each step of the source's rearrangement failing (as a crash there would leave it): its
+    vm.toml still names a chain that reads the source's data, no clone appears, nothing is staged."""
+    vms = cli_home / "VMs"
+    make_source(cli_home, tiny_guest)
+    for inject in (fail_after_overlay_rename, fail_second_source_save, fail_publish):
+        async with Manager() as manager:
+            with monkeypatch.context() as patch:
+                inject(patch)
+                with pytest.raises(OSError, match="injected failure"):
+                    await manager.clone("src", "linked", linked=True)
+        assert pinned_first_sector(cli_home, "src", tmp_path) == PATTERN, inject.__name__
+        assert sorted(p.name for p in vms.iterdir() if p.name not in (".library.lock", MEMO_FILE)) == ["src"]
+    assert hv("start", "src").returncode == 0
+    await wait_for_serial(vms / "src" / "logs" / "serial.log", tiny_guest.marker)
+    assert hv("stop", "src", "--force", "--timeout", "0").returncode == 0
+    done = hv("clone", "src", "linked", "--linked")  # and linked clones still work
+    assert done.returncode == 0, done.stderr
+    assert pinned_first_sector(cli_home, "linked", tmp_path) == PATTERN
