@@ -203,6 +203,38 @@ async def cmd_delete(manager: Manager, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_clone(manager: Manager, args: argparse.Namespace) -> int:
+    tty = sys.stdout.isatty()
+    shown = [-1]
+
+    def progress(percent: float) -> None:
+        if tty and int(percent) != shown[0]:
+            shown[0] = int(percent)
+            print(f"\rCloning {args.name!r} to {args.new_name!r}: {shown[0]:3d}%", end="", flush=True)
+
+    try:
+        done = await manager.clone(args.name, args.new_name, linked=args.linked, progress=progress)
+    finally:
+        if shown[0] >= 0:
+            print()
+    machine, source = done.machine, args.name
+    if done.linked:
+        how = f"linked, in {done.seconds:.2f} s"
+    else:
+        rate = f", {format_approx(int(done.copied / done.seconds))}/s" if done.seconds > 0 else ""
+        how = f"full copy, {format_approx(done.copied)} in {done.seconds:.1f} s{rate}"
+    print(f"Cloned {source!r} to {machine.name!r} ({how}) in {machine.entry.folder}")
+    print(f"  MAC address{'es' if len(machine.config.nics) > 1 else ''}: "
+          f"{', '.join(nic.mac for nic in machine.config.nics) or 'none (no network card)'}")
+    for base in done.bases:
+        print(f"  reads from the base image {base}")
+    if done.linked:
+        print(f"  {source!r} cannot be deleted while {machine.name!r} uses its disks")
+    for note in done.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 async def cmd_modify(manager: Manager, args: argparse.Namespace) -> int:
     from hvdesk.cli import modify as options
     from hvdesk.engine.modify import modify
@@ -261,5 +293,5 @@ HANDLERS = {
     "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
     "stats": cmd_stats, "top": cmd_top, "balloon": cmd_balloon, "pin": cmd_pin, "shares": cmd_shares,
     "agent": cmd_agent, "decisions": cmd_decisions,
-    "modify": cmd_modify,
+    "modify": cmd_modify, "clone": cmd_clone,
 }

@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     modify.add_parser(sub)
 
+    p = sub.add_parser("clone", help="copy a stopped VM under a new name (new uuid and MAC addresses)")
+    p.add_argument("name")
+    p.add_argument("new_name", metavar="NEW")
+    p.add_argument("--linked", action="store_true",
+                   help="share the VM's disks as they are now instead of copying them (instant); the VM "
+                        "cannot then be deleted while the clone exists")
+
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")
     p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")

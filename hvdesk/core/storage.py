@@ -149,9 +149,10 @@ def read_config(folder: Path) -> VmConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def raw_disk_paths(folder: Path) -> list[str]:
+def raw_disk_paths(folder: Path, *, backing_only: bool = False) -> list[str]:
     """The disk paths (and backing images) a VM folder's vm.toml names, read leniently: also from a vm.toml too broken
-    to load as a VM (so a delete elsewhere never removes a disk this one still uses)."""
+    to load as a VM (so a delete elsewhere never removes a disk this one still uses). `backing_only`: just the
+    backing images (what a linked clone reads from its source)."""
     import tomllib
 
     try:
@@ -161,8 +162,9 @@ def raw_disk_paths(folder: Path) -> list[str]:
     disks = data.get("disks")
     if not isinstance(disks, list):
         return []
-    images = [d for d in disks if isinstance(d, dict)]
-    images += [b for d in images if isinstance(d.get("backing"), list) for b in d["backing"] if isinstance(b, dict)]
+    tops = [d for d in disks if isinstance(d, dict)]
+    below = [b for d in tops if isinstance(d.get("backing"), list) for b in d["backing"] if isinstance(b, dict)]
+    images = below if backing_only else tops + below
     return [image["path"] for image in images if isinstance(image.get("path"), str)]
 
 

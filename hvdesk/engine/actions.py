@@ -21,6 +21,7 @@ class Action(StrEnum):
     STOP = "stop"  # the power button and wait, or turn it off
     RESET = "reset"
     DELETE = "delete"
+    CLONE = "clone"  # its disks must be still: a stopped VM only
     EDIT = "change the settings of"
     EDIT_DISKS = "change the disks of"  # add, attach, remove
     RESIZE_DISK = "resize a disk of"
@@ -47,6 +48,7 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.RESET: _LIVE,
     Action.DELETE: frozenset({S.STOPPED, S.ABORTED, S.SAVED, S.INACCESSIBLE}),  # (a saved state goes too)
     Action.EDIT: _HAS_CONFIG,  # saved: the resume uses the settings saved with the state; edits wait for a fresh boot
+    Action.CLONE: frozenset({S.STOPPED, S.ABORTED}),  # not saved: a linked clone moves the disks under the state
     Action.EDIT_DISKS: frozenset({S.STOPPED, S.ABORTED}),
     # A saved guest resumes believing its disks and CD as they were: they must not change meanwhile.
     Action.RESIZE_DISK: _HAS_CONFIG - {S.SAVED},
@@ -63,11 +65,12 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
 
 # What to do about a refusal, where there is one thing to do.
 HINTS: dict[tuple[Action, VmState], str] = {
-    **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS)
+    **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS, Action.CLONE)
        for state in (S.RUNNING, S.PAUSED, S.STARTING, S.STOPPING)},
     (Action.START, S.INACCESSIBLE): "fix or remove its vm.toml",
     **{(action, S.SAVED): "start it (which resumes the saved state) and shut it down first, or start it with "
-       "--discard-saved-state" for action in (Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD)},
+       "--discard-saved-state" for action in (Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD,
+                                               Action.CLONE)},
 }
 
 

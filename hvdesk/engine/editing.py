@@ -17,7 +17,7 @@ from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, StateErro
 from hvdesk.core.names import name_key, validate_name
 from hvdesk.engine.actions import Action
 from hvdesk.engine.context import Engine
-from hvdesk.engine.library_ops import existing_disk, existing_file
+from hvdesk.engine.library_ops import existing_disk, existing_file, linked_clones_of
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 from hvdesk.qemu import discovery, images
@@ -89,7 +89,9 @@ def _rename(manager: Engine, machine: Machine, new_name: str) -> None:
         raise ConfigError(f"a VM named {new_name!r} already exists (names ignore case)")
     folder = machine.entry.folder
     target = folder.parent / new_name
-    if name_key(target.name) != name_key(folder.name) and not target.exists():
+    # Linked clones name their backing image by its path in this folder: then the folder stays.
+    if (name_key(target.name) != name_key(folder.name) and not target.exists()
+            and not linked_clones_of(manager.library, folder)):
         os.rename(folder, target)  # the folder follows the name when it can
         manager.moved(machine, target)
 

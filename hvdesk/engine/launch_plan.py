@@ -41,7 +41,7 @@ def argv(machine: Machine, host: HostSetup, link: Transport) -> list[str]:
     return build_argv(machine.config, dataclasses.replace(host, transport=link), machine.paths)
 
 
-async def check_images(machine: Machine) -> None:
+async def check_images(machine: Machine, doing: str = "start") -> None:
     """No disk image (or image below one) reads data from a file nobody approved: an image can be
     changed after it was attached. Backing images need no check here, the command line pins them;
     a qcow2 external data file or VMDK extents cannot be pinned, so they are refused."""
@@ -58,7 +58,7 @@ async def check_images(machine: Machine) -> None:
             else:
                 problem = images.unsupported_references(await images.info(path, force_share=True))
             if problem is not None:
-                raise DiskError(f"cannot start {machine.name!r}: {problem}")
+                raise DiskError(f"cannot {doing} {machine.name!r}: {problem}")
 
 
 def stop_swtpm(paths: VmPaths) -> None:

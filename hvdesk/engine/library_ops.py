@@ -15,7 +15,7 @@ from hvdesk.core.config import DEFAULT_MIN_MEMORY_MIB, BackingImage, CdDrive, Di
 from hvdesk.core.errors import BackingFileError, ConfigError, DiskError, DiskInUseError, NotFoundError, StateError
 from hvdesk.core.names import validate_name
 from hvdesk.core.osinfo import OsPreset, preset
-from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, raw_disk_paths
+from hvdesk.core.storage import CONFIG_FILE, LOCK_FILE, LOG_DIR, Library, raw_disk_paths
 from hvdesk.core.units import format_size
 from hvdesk.engine import runtime
 from hvdesk.engine.actions import Action
@@ -221,6 +221,11 @@ async def delete(manager: Engine, name: str, *, keep_disks: bool = False) -> Del
             if live is not None:
                 raise StateError(f"cannot delete {machine.name!r}: its QEMU (pid {live.pid}) is still running; "
                                  "stop it first (hvdesk stop --force turns it off)")
+            clones = linked_clones_of(manager.library, folder)
+            if clones:
+                raise StateError(f"cannot delete {machine.name!r}: linked clone{'s' if len(clones) > 1 else ''} "
+                                 f"{', '.join(map(repr, clones))} use{'' if len(clones) > 1 else 's'} its disk; "
+                                 f"delete {'them' if len(clones) > 1 else 'it'} first")
             keep = _files_to_keep(manager, machine, keep_disks)
             doomed = [item for item in folder.iterdir() if item not in keep]
             busy = discovery.holders_of([f for item in doomed for f in _files_under(item)])
@@ -278,6 +283,23 @@ def _disks_of_other_vms(manager: Engine, machine: Machine) -> list[tuple[str, Pa
             path = path if path.is_absolute() else entry.folder / path
             found.append((entry.name, Path(os.path.realpath(path))))
     return found
+
+
+def linked_clones_of(library: Library, folder: Path) -> list[str]:
+    """Names of the other VMs whose disks read from a backing image in `folder` (linked clones of
+    its VM), read fresh from disk, from broken vm.toml files too."""
+    real_folder = Path(os.path.realpath(folder))
+    users = []
+    for entry in library.scan():
+        if entry.folder == folder:
+            continue
+        for raw in raw_disk_paths(entry.folder, backing_only=True):
+            path = Path(raw).expanduser()
+            path = path if path.is_absolute() else entry.folder / path
+            if real_folder in Path(os.path.realpath(path)).parents:
+                users.append(entry.name)
+                break
+    return users
 
 
 def _files_under(item: Path) -> list[Path]:

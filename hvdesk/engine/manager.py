@@ -9,7 +9,8 @@ with one job each:
 - lifecycle: start, stop, shut down, pause, resume, reset;
 - savestate: save a running VM's state and stop it (a start resumes it);
 - resources: one-off balloon, vCPU pinning and CPU shares on a running VM;
-- library_ops: create and delete; editing: settings and disks (called by the faces directly).
+- library_ops: create and delete; clone: full and linked clones; editing: settings and disks
+  (called by the faces directly).
 Closing a Manager never stops a VM: QEMU runs detached and the next Manager adopts it.
 """
 
@@ -33,6 +34,7 @@ from hvdesk.engine.watcher import Watcher
 from hvdesk.qemu.qmp import QmpSession
 
 if TYPE_CHECKING:  # library_ops loads when a VM is created or deleted: `hvdesk start` spares its imports
+    from hvdesk.engine.clone import CloneResult, Progress
     from hvdesk.engine.library_ops import CreateRequest, DeleteResult
 
 
@@ -161,3 +163,11 @@ class Manager:
 
         return await library_ops.delete(self, name, keep_disks=keep_disks)
 
+
+    async def clone(self, name: str, new_name: str, *, linked: bool = False,
+                    progress: Progress | None = None) -> CloneResult:
+        """A copy of the stopped VM `name` as `new_name` (new uuid and MACs); `linked`: sharing its
+        disks as they are now, each keeping its own writes. `progress` hears a full copy's percent."""
+        from hvdesk.engine import clone
+
+        return await clone.clone(self, name, new_name, linked=linked, progress=progress)

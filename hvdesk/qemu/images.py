@@ -9,6 +9,7 @@ import re
 import stat
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,78 @@ async def resize(path: Path, new_size_bytes: int) -> ImageInfo:
     if code != 0:
         raise _failure(path, "resize", err)
     return await info(path)
+
+
+def pinned_spec(path: Path, fmt: str, backing: list[tuple[Path, str]]) -> str:
+    """A `json:` image name that opens exactly `path` in `fmt` over the images `backing` (top
+    first, each with its format), as a VM's command line pins them: qemu-img then reads no
+    backing image an image's header names."""
+    layers = [(path, fmt), *backing]
+
+    def node(i: int) -> dict[str, Any]:
+        layer_path, layer_format = layers[i]
+        spec: dict[str, Any] = {"driver": layer_format, "file": {"driver": "file", "filename": str(layer_path)}}
+        if layer_format in COW_FORMATS:
+            spec["backing"] = node(i + 1) if i + 1 < len(layers) else None
+        return spec
+
+    return "json:" + json.dumps(node(0))
+
+
+def _new_private_file(path: Path) -> None:
+    """Create `path` 0600 (refusing an existing file), so an image is never readable by others."""
+    if not path.parent.is_dir():
+        raise NotFoundError(f"folder {path.parent} does not exist")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise DiskError(f"{path} already exists; not overwriting it") from None
+
+
+async def create_overlay(path: Path, backing_name: str, backing_format: str, size_bytes: int) -> None:
+    """A new qcow2 image over a backing image, whose header names it as `backing_name` (relative
+    names are read from the overlay's folder). The backing image is not opened (`-u`): hvdesk pins
+    chains itself, so nothing its header names is ever followed here."""
+    _new_private_file(path)
+    code, _, err = await _run("create", "-q", "-f", "qcow2", "-u", "-b", backing_name, "-F", backing_format,
+                              str(path), str(size_bytes))
+    if code != 0:
+        path.unlink(missing_ok=True)
+        raise _failure(path, "create", err)
+
+
+_PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+
+
+async def convert(source: str, what: Path, target: Path, progress: Callable[[float], None] | None = None) -> None:
+    """Copy the image `source` (a pinned_spec) into a new thin qcow2 file `target`, made 0600;
+    `what` names the source in errors. `progress` hears qemu-img's percentage as it goes. A
+    failure removes the half-made target."""
+    import asyncio
+
+    _new_private_file(target)
+    proc = await asyncio.create_subprocess_exec(
+        str(find_qemu_img()), "convert", "-p", "-O", "qcow2", source, str(target),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    errors = asyncio.ensure_future(proc.stderr.read())
+    try:
+        pending = b""
+        while chunk := await proc.stdout.read(256):
+            pending += chunk
+            *done, pending = pending.split(b"\r")
+            for match in (_PERCENT.search(piece) for piece in done):
+                if match is not None and progress is not None:
+                    progress(float(match.group(1)))
+        code = await proc.wait()
+        err = (await errors).decode(errors="replace")
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        errors.cancel()
+        target.unlink(missing_ok=True)
+        raise
+    if code != 0:
+        target.unlink(missing_ok=True)
+        raise _failure(what, "copy", err.replace(source, str(what)))

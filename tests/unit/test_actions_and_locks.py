@@ -21,13 +21,14 @@ def test_every_action_has_its_states_and_reads_in_a_sentence():
     assert set(ALLOWED) == set(Action)
     assert refusal(Action.START, "web", S.RUNNING) == "cannot start 'web': it is running"
     assert refusal(Action.DELETE, "web", S.PAUSED) == "cannot delete 'web': it is paused; stop it first"
+    assert refusal(Action.CLONE, "web", S.RUNNING) == "cannot clone 'web': it is running; stop it first"
     assert refusal(Action.EDIT, "old", S.INACCESSIBLE, "vm.toml: memory_mib: expected int") == (
         "cannot change the settings of 'old': it is inaccessible (vm.toml: memory_mib: expected int)")
 
 
 @pytest.mark.parametrize("state, allowed", [
     (S.STOPPED, {Action.START, Action.DELETE, Action.EDIT, Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD,
-                 Action.SHOW_LOG}),
+                 Action.SHOW_LOG, Action.CLONE}),
     (S.RUNNING, {Action.SHOW, Action.PAUSE, Action.SHUTDOWN, Action.STOP, Action.RESET, Action.EDIT,
                  Action.RESIZE_DISK, Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE,
                  Action.BALLOON, Action.PIN, Action.SHARES, Action.SAVE}),
