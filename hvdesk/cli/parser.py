@@ -178,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     modify.add_parser(sub)
 
+    from hvdesk.cli import snapshot
+
+    snapshot.add_parser(sub)
+
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")
     p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")

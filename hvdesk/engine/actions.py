@@ -31,10 +31,16 @@ class Action(StrEnum):
     BALLOON = "set the balloon of"
     PIN = "pin the vCPUs of"
     SHARES = "set the CPU shares of"
+    SNAPSHOT_TAKE = "take a snapshot of"  # running: with its RAM (live); stopped: its disks
+    SNAPSHOT_RESTORE = "restore a snapshot of"
+    SNAPSHOT_DELETE = "delete a snapshot of"
 
 
 _LIVE = frozenset({S.RUNNING, S.PAUSED})
 _HAS_CONFIG = frozenset(S) - {S.INACCESSIBLE}
+# Snapshots: a running VM's live (RAM too), a stopped one's offline. Not while paused, nor on the way
+# up or down: a paused guest may be stopped by a disk error, and a snapshot of it would hold that.
+_SNAPSHOTS = frozenset({S.RUNNING, S.STOPPED, S.ABORTED})
 
 ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.START: frozenset({S.STOPPED, S.ABORTED}),
@@ -55,6 +61,9 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.BALLOON: _LIVE,
     Action.PIN: _LIVE,
     Action.SHARES: _LIVE,
+    Action.SNAPSHOT_TAKE: _SNAPSHOTS,
+    Action.SNAPSHOT_RESTORE: _SNAPSHOTS,
+    Action.SNAPSHOT_DELETE: _SNAPSHOTS,
 }
 
 
@@ -63,6 +72,11 @@ HINTS: dict[tuple[Action, VmState], str] = {
     **{(action, state): "stop it first" for action in (Action.DELETE, Action.EDIT_DISKS)
        for state in (S.RUNNING, S.PAUSED, S.STARTING, S.STOPPING)},
     (Action.START, S.INACCESSIBLE): "fix or remove its vm.toml",
+    **{(action, S.PAUSED): "resume it first (or stop it)"
+       for action in (Action.SNAPSHOT_TAKE, Action.SNAPSHOT_RESTORE, Action.SNAPSHOT_DELETE)},
+    **{(action, state): "wait until it has started or stopped"
+       for action in (Action.SNAPSHOT_TAKE, Action.SNAPSHOT_RESTORE, Action.SNAPSHOT_DELETE)
+       for state in (S.STARTING, S.STOPPING)},
 }
 
 

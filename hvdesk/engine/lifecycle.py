@@ -49,32 +49,36 @@ class Lifecycle:
     async def start(self, name: str, *, paused: bool = False) -> Machine:
         """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers."""
         async with self.guard.operate(name, Action.START) as machine:
-            config, paths = machine.config, machine.paths
-            kind = transports.default_kind()
-            await launch_plan.check_images(machine)
-            # A first start probes the accelerator and asks QEMU its version: off the event loop then.
-            if launch_plan.is_quick(machine):
-                host, choice = launch_plan.plan(machine)
-            else:
-                host, choice = await asyncio.to_thread(launch_plan.plan, machine)
-            runtime.prepare_run_dir(paths)
-            runtime.prepare_logs(paths)
-            previous = machine.state
-            self.registry.set_state(machine, VmState.STARTING)
-            try:
-                if config.tpm:  # before QEMU, which connects to its socket at start-up
-                    await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
-                                     paths.qemu_log.with_name("swtpm.log"))
-                session = await self._launch(machine, host, choice, kind, paused)
-            except QemuError as exc:
-                launch_plan.stop_swtpm(paths)
-                runtime.remove_run_dir(paths)
-                self.registry.set_state(machine, previous, machine.reason)
-                raise self._explain_launch_failure(machine, exc) from None
-            await self._connect_and_go(machine, session, paused)
-            runtime.clear_aborted(paths)
-            self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
-            return machine
+            return await self.start_held(machine, paused=paused)
+
+    async def start_held(self, machine: Machine, *, paused: bool = False) -> Machine:
+        """start, for an operation that holds the VM already (a snapshot's restore)."""
+        config, paths = machine.config, machine.paths
+        kind = transports.default_kind()
+        await launch_plan.check_images(machine)
+        # A first start probes the accelerator and asks QEMU its version: off the event loop then.
+        if launch_plan.is_quick(machine):
+            host, choice = launch_plan.plan(machine)
+        else:
+            host, choice = await asyncio.to_thread(launch_plan.plan, machine)
+        runtime.prepare_run_dir(paths)
+        runtime.prepare_logs(paths)
+        previous = machine.state
+        self.registry.set_state(machine, VmState.STARTING)
+        try:
+            if config.tpm:  # before QEMU, which connects to its socket at start-up
+                await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
+                                 paths.qemu_log.with_name("swtpm.log"))
+            session = await self._launch(machine, host, choice, kind, paused)
+        except QemuError as exc:
+            launch_plan.stop_swtpm(paths)
+            runtime.remove_run_dir(paths)
+            self.registry.set_state(machine, previous, machine.reason)
+            raise self._explain_launch_failure(machine, exc) from None
+        await self._connect_and_go(machine, session, paused)
+        runtime.clear_aborted(paths)
+        self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
+        return machine
 
     async def _launch(self, machine: Machine, host: HostSetup, choice: AccelChoice, kind: str,
                       paused: bool) -> QmpSession:
@@ -170,7 +174,7 @@ class Lifecycle:
                     self.registry.set_state(machine, VmState.RUNNING)
                     raise StateError(f"{machine.name!r} did not power off within {timeout:g} s "
                                      "(the guest may ignore the power button); force it off to stop it")
-            await self._force_off(machine)
+            await self.force_off_held(machine)
             return machine
 
     async def shutdown(self, name: str) -> Machine:
@@ -183,8 +187,9 @@ class Lifecycle:
         await self.watcher.command(machine, "system_powerdown")
         self.registry.set_state(machine, VmState.STOPPING, "ACPI shutdown requested")
 
-    async def _force_off(self, machine: Machine) -> None:
-        """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL."""
+    async def force_off_held(self, machine: Machine) -> None:
+        """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL. (Also for
+        operations that hold the VM already: a snapshot's restore.)"""
         machine.expect_exit = True
         pid = machine.pid
         try:

@@ -8,7 +8,8 @@ with one job each:
 - guard: the door of every change (find, hold with file locks, refresh, check the action table);
 - lifecycle: start, stop, shut down, pause, resume, reset;
 - resources: one-off balloon, vCPU pinning and CPU shares on a running VM;
-- library_ops: create and delete; editing: settings and disks (called by the faces directly).
+- library_ops: create and delete; editing: settings and disks (called by the faces directly);
+- snapshots: take, list, restore and delete a VM's snapshots (`manager.snapshots`).
 Closing a Manager never stops a VM: QEMU runs detached and the next Manager adopts it.
 """
 
@@ -32,6 +33,7 @@ from hvdesk.qemu.qmp import QmpSession
 
 if TYPE_CHECKING:  # library_ops loads when a VM is created or deleted: `hvdesk start` spares its imports
     from hvdesk.engine.library_ops import CreateRequest, DeleteResult
+    from hvdesk.engine.snapshots import Snapshots  # so do snapshots, when first used
 
 
 class Manager:
@@ -42,10 +44,20 @@ class Manager:
         self.guard = Guard(self.registry, self.watcher)
         self.lifecycle = Lifecycle(self.registry, self.watcher, self.guard)
         self.resources = Resources(self.watcher, self.guard)
+        self._snapshots: Snapshots | None = None
 
     @property
     def library(self) -> Library:
         return self.registry.library
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """Take, list, restore and delete snapshots (engine/snapshots.py)."""
+        if self._snapshots is None:
+            from hvdesk.engine.snapshots import Snapshots
+
+            self._snapshots = Snapshots(self.registry, self.watcher, self.guard, self.lifecycle)
+        return self._snapshots
 
     @property
     def watch(self) -> bool:
