@@ -103,8 +103,8 @@ def holders_of(machine: Machine, snap: Snapshot) -> tuple[list[Holder], list[str
     found, missing = [], []
     paths = [d.path for d in machine.config.disks]
     for key in snap.images:
-        if key == NVRAM:
-            if machine.config.firmware == "uefi":
+        if key == NVRAM:  # (a VM switched to BIOS since keeps the file: a restore makes it UEFI again)
+            if machine.paths.uefi_vars.is_file():
                 found.append(nvram_holder(machine))
             else:
                 missing.append(key)
@@ -124,9 +124,9 @@ def restore_config(machine: Machine, snap: Snapshot) -> VmConfig:
     current = machine.config
     holders, missing = holders_of(machine, snap)
     if missing:
-        what = "its UEFI NVRAM" if missing[0] == NVRAM else f"the disk {missing[0]}"
-        raise StateError(f"cannot restore snapshot {snap.name!r} of {machine.name!r}: {what}, which holds it, is no "
-                         "longer part of the VM; attach it again first")
+        what = (f"its UEFI NVRAM {machine.paths.uefi_vars}, which holds it, is gone" if missing[0] == NVRAM else
+                f"the disk {missing[0]}, which holds it, is no longer part of the VM; attach it again first")
+        raise StateError(f"cannot restore snapshot {snap.name!r} of {machine.name!r}: {what}")
     held = {h.key for h in holders}
     for index, disk in enumerate(current.disks):
         if disk.readonly or not disk.in_snapshots or disk.path in held:
