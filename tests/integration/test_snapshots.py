@@ -120,21 +120,28 @@ async def test_live_snapshots_tree_branch_and_bad_input(cli_home, tiny_guest):
     # a live snapshot restored on a stopped VM: a fresh QEMU, started paused for it, then running
     ok("stop", "live", "--force", "--timeout", "0")
     assert "it is running" in ok("snapshot", "live", "restore", "two")
-    await marker_is("two", count=2)
+    await marker_is("two")  # (a new QEMU: a new serial log, the last one kept as serial.log.1)
     ok("stop", "live", "--force", "--timeout", "0")
     assert "it is stopped" in ok("snapshot", "live", "restore", "base")
 
 
 async def test_uefi_vm_snapshots_hold_its_qcow2_nvram(cli_home, tiny_guest):
     ok("create", "efi", "--disk", "64M", "--firmware", "uefi", *guest_args(tiny_guest))
-    nvram = Path(info("efi")["folder"]) / "uefi-vars.fd"
+    ok("modify", "efi", "--tpm", "on")
+    folder = Path(info("efi")["folder"])
+    nvram, tpm = folder / "uefi-vars.fd", folder / "tpm"
     assert nvram.read_bytes()[:4] == b"QFI\xfb"  # new UEFI VMs get their NVRAM as qcow2
+    ok("start", "efi")  # (swtpm makes the TPM's state)
+    ok("stop", "efi", "--force", "--timeout", "0")
     ok("snapshot", "efi", "take", "cold")
+    assert any((folder / "snapshots").glob("*-tpm/*"))  # a stopped VM's TPM state is copied with it
     ok("start", "efi")
-    ok("snapshot", "efi", "take", "warm")
+    ok("snapshot", "efi", "take", "warm")  # a running one's is in the saved device state
     assert "it is running" in ok("snapshot", "efi", "restore", "warm")
     ok("stop", "efi", "--force", "--timeout", "0")
+    (tpm / "later").write_text("written after the snapshot")
     ok("snapshot", "efi", "restore", "cold")
+    assert not (tpm / "later").exists() and any(tpm.iterdir())
     assert len(tags(nvram)) == 2
 
     # an NVRAM an older hvdesk wrote raw: refused live, converted (contents kept) at an offline snapshot
