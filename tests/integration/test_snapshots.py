@@ -176,6 +176,7 @@ def test_raw_disk_is_refused_by_name_and_converted(cli_home, tiny_guest, tmp_pat
     assert "Pattern verification failed" not in qemu_io(converted, "read -P 0x5a 0 64k").stdout
     ok("snapshot", "rawvm", "take", "s")
     ok("snapshot", "rawvm", "exclude-disk", "0")
+    assert info("rawvm")["disks"][0]["in_snapshots"] is False and "not in snapshots" in ok("info", "rawvm")
     assert "no qcow2 disk in its snapshots" in refused("snapshot", "rawvm", "take", "t")
     ok("create", "nodisk", *guest_args(tiny_guest))
     assert "it has no qcow2 disk in its snapshots to hold it" in refused("snapshot", "nodisk", "take", "s")
