@@ -5,8 +5,8 @@ bytes (a tmpfs file, typed through the console: zero pages would cost QEMU nothi
 saved state is what a busy guest's would be. For each, ROUNDS times: a live snapshot (Manager.snapshots.take,
 QEMU's snapshot-save job writing RAM and devices into the qcow2 disk) and a restore of it into the
 running VM (snapshot-load); medians, with the size of the saved state. (A save right after a load
-is slower in QEMU itself: raw QEMU, same guest, 0.2 s for a first save, 1.2-4.3 s after a load.) Then a restore of a live
-snapshot into the stopped VM (a fresh QEMU started paused, then the load).
+is slower in QEMU itself: raw QEMU, same guest, 0.2 s for a first save, 1.2-4.3 s after a load.)
+Then a restore of a live snapshot into the stopped VM (a fresh QEMU started paused, then the load).
 
     .venv/bin/python -m bench.bench_snapshot [--json] [--rounds N]
 """
