@@ -287,11 +287,17 @@ async def cmd_decisions(manager: Manager, args: argparse.Namespace) -> int:
     return await control.cmd_decisions(manager, args)
 
 
+async def cmd_snapshot(manager: Manager, args: argparse.Namespace) -> int:
+    from hvdesk.cli import snapshot
+
+    return await snapshot.cmd_snapshot(manager, args)
+
+
 HANDLERS = {
     "create": cmd_create, "start": cmd_start, "stop": cmd_stop, "save": cmd_save,
     "pause": _simple("pause"), "resume": _simple("resume"), "reset": _simple("reset"),
     "delete": cmd_delete, "screenshot": cmd_screenshot, "send-keys": cmd_send_keys,
     "stats": cmd_stats, "top": cmd_top, "balloon": cmd_balloon, "pin": cmd_pin, "shares": cmd_shares,
     "agent": cmd_agent, "decisions": cmd_decisions,
-    "modify": cmd_modify, "clone": cmd_clone,
+    "modify": cmd_modify, "clone": cmd_clone, "snapshot": cmd_snapshot,
 }

@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share the VM's disks as they are now instead of copying them (instant); the VM "
                         "cannot then be deleted while the clone exists")
 
+    from hvdesk.cli import snapshot
+
+    snapshot.add_parser(sub)
+
     p = sub.add_parser("delete", help="delete a stopped VM")
     p.add_argument("name")
     p.add_argument("--keep-disks", action="store_true", help="keep the VM's disk images")

@@ -89,7 +89,8 @@ def _format_info(data: describe.Report) -> str:
     for disk in data["disks"]:
         size = (f"{format_size(disk['virtual_size'])}, {format_approx(disk['actual_size'])} used"
                 if disk["virtual_size"] is not None else disk["error"])
-        lines.append(f"Disk:        {disk['path']} ({disk['format']}, {disk['bus']}, {size})")
+        kept = "" if disk["in_snapshots"] else ", not in snapshots"
+        lines.append(f"Disk:        {disk['path']} ({disk['format']}, {disk['bus']}, {size}{kept})")
         lines += [f"  backed by  {b['path']} ({b['format']})" for b in disk["backing"]]
     if data["cdrom"] is not None:
         lines.append(f"CD:          {data['cdrom']['iso'] or 'empty'}")

@@ -84,6 +84,9 @@ class Disk:
     bus: str = _rule(choices=DISK_BUSES, default="virtio")
     created: bool = True  # made by hvdesk for this VM: deleting the VM deletes it
     readonly: bool = False
+    # Held by the VM's snapshots (False: left out, as VirtualBox's write-through disks are: a
+    # snapshot's restore leaves it as it is). Only qcow2 images can hold snapshots.
+    in_snapshots: bool = True
     # The chain below the image, top first, pinned: QEMU opens exactly these, never what the
     # image's header names later (empty: the image must have no backing image).
     backing: list[BackingImage] = field(default_factory=list)

@@ -33,10 +33,17 @@ class Action(StrEnum):
     PIN = "pin the vCPUs of"
     SHARES = "set the CPU shares of"
     SAVE = "save the state of"  # write the guest's RAM and devices to a file and stop; START resumes it
+    SNAPSHOT_TAKE = "take a snapshot of"  # running: with its RAM (live); stopped: its disks
+    SNAPSHOT_RESTORE = "restore a snapshot of"
+    SNAPSHOT_DELETE = "delete a snapshot of"
 
 
 _LIVE = frozenset({S.RUNNING, S.PAUSED})
 _HAS_CONFIG = frozenset(S) - {S.INACCESSIBLE}
+# Snapshots: a running VM's live (RAM too), a stopped one's offline. Not while paused, nor on the way
+# up or down: a paused guest may be stopped by a disk error, and a snapshot of it would hold that.
+# Not while saved either: the saved state believes its disks as they were.
+_SNAPSHOTS = frozenset({S.RUNNING, S.STOPPED, S.ABORTED})
 
 ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.START: frozenset({S.STOPPED, S.ABORTED, S.SAVED}),
@@ -60,6 +67,9 @@ ALLOWED: dict[Action, frozenset[VmState]] = {
     Action.PIN: _LIVE,
     Action.SHARES: _LIVE,
     Action.SAVE: _LIVE,
+    Action.SNAPSHOT_TAKE: _SNAPSHOTS,
+    Action.SNAPSHOT_RESTORE: _SNAPSHOTS,
+    Action.SNAPSHOT_DELETE: _SNAPSHOTS,
 }
 
 
@@ -70,7 +80,13 @@ HINTS: dict[tuple[Action, VmState], str] = {
     (Action.START, S.INACCESSIBLE): "fix or remove its vm.toml",
     **{(action, S.SAVED): "start it (which resumes the saved state) and shut it down first, or start it with "
        "--discard-saved-state" for action in (Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD,
-                                               Action.CLONE)},
+                                               Action.CLONE, Action.SNAPSHOT_TAKE, Action.SNAPSHOT_RESTORE,
+                                               Action.SNAPSHOT_DELETE)},
+    **{(action, S.PAUSED): "resume it first (or stop it)"
+       for action in (Action.SNAPSHOT_TAKE, Action.SNAPSHOT_RESTORE, Action.SNAPSHOT_DELETE)},
+    **{(action, state): "wait until it has started or stopped"
+       for action in (Action.SNAPSHOT_TAKE, Action.SNAPSHOT_RESTORE, Action.SNAPSHOT_DELETE)
+       for state in (S.STARTING, S.STOPPING)},
 }
 
 

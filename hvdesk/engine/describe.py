@@ -130,6 +130,7 @@ def _accelerator(machine: Machine) -> dict[str, Any] | None:
 def _disk(machine: Machine, disk: Disk) -> dict[str, Any]:
     return {"path": str(machine.paths.resolve(disk.path)), "format": disk.format, "bus": disk.bus,
             "created": disk.created, "virtual_size": None, "actual_size": None, "error": None,
+            "in_snapshots": disk.in_snapshots and not disk.readonly,
             "backing": [{"path": str(machine.paths.resolve(b.path)), "format": b.format} for b in disk.backing]}
 
 

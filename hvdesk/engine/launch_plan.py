@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +32,9 @@ def plan(machine: Machine) -> tuple[HostSetup, AccelChoice]:
     emulator = binaries.find_emulator()
     binaries.check_version(emulator, cache_dir())
     choice = accel.choose(machine.config.accel, emulator, cache_dir())
-    return HostSetup(emulator, choice.name, uefi_code=_uefi_code(machine)), choice
+    code = _uefi_code(machine)
+    vars_format = firmware.nvram_format(machine.paths.uefi_vars) if code is not None else "raw"
+    return HostSetup(emulator, choice.name, uefi_code=code, uefi_vars_format=vars_format), choice
 
 
 def argv(machine: Machine, host: HostSetup, link: Transport) -> list[str]:
@@ -59,6 +60,19 @@ async def check_images(machine: Machine, doing: str = "start") -> None:
                 problem = images.unsupported_references(await images.info(path, force_share=True))
             if problem is not None:
                 raise DiskError(f"cannot {doing} {machine.name!r}: {problem}")
+    if machine.config.firmware == "uefi":
+        await prepare_nvram(machine)
+
+
+async def prepare_nvram(machine: Machine) -> None:
+    """A UEFI VM's NVRAM: made from the firmware's template if missing (first start, or deleted),
+    as qcow2; a qcow2 one must keep its data in itself, as a disk must."""
+    vars_file = machine.paths.uefi_vars
+    if not os.path.lexists(vars_file):
+        await firmware.new_nvram(firmware.find_uefi(machine.config.machine).vars_template, vars_file)
+    elif images.is_qcow2(vars_file) and (data_file := images.qcow2_data_file(vars_file)) is not None:
+        raise DiskError(f"cannot start {machine.name!r}: its UEFI NVRAM {vars_file} keeps its data in an external "
+                        f"file ({data_file}); hvdesk does not use such images")
 
 
 def stop_swtpm(paths: VmPaths) -> None:
@@ -98,9 +112,6 @@ def _check_files(machine: Machine) -> None:
 def _uefi_code(machine: Machine) -> Path | None:
     if machine.config.firmware != "uefi":
         return None
-    found = firmware.find_uefi(machine.config.machine)
-    vars_file = machine.paths.uefi_vars
-    if not vars_file.exists():  # first start, or the NVRAM was deleted: a fresh copy
-        shutil.copyfile(found.vars_template, vars_file)
-        os.chmod(vars_file, 0o600)
-    return found.code
+    if not machine.paths.uefi_vars.is_file():  # check_images makes it; a folder or a dangling link is no NVRAM
+        raise NotFoundError(f"cannot start {machine.name!r}: its UEFI NVRAM {machine.paths.uefi_vars} is not a file")
+    return firmware.find_uefi(machine.config.machine).code

@@ -76,10 +76,8 @@ async def create(manager: Engine, request: CreateRequest) -> Machine:
                 raise DiskError(f"cannot create the disk of {config.name!r} in {library.root}: {exc.detail}") from None
             config.disks.append(Disk(path=NEW_DISK_NAME, format="qcow2", created=True,
                                      bus=_disk_bus(config, preset(config.os))))
-        if config.firmware == "uefi":
-            vars_file = staging / "uefi-vars.fd"
-            shutil.copyfile(firmware.find_uefi(config.machine).vars_template, vars_file)
-            os.chmod(vars_file, 0o600)
+        if config.firmware == "uefi":  # its own NVRAM, as qcow2 so that snapshots can hold it
+            await firmware.new_nvram(firmware.find_uefi(config.machine).vars_template, staging / "uefi-vars.fd")
         library.save(staging, config)
         async with library.lock().held(f"creating VM {config.name!r}"):
             folder = library.publish(staging, config.name)

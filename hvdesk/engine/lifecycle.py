@@ -50,44 +50,49 @@ class Lifecycle:
         """Launch QEMU for the VM; return when it runs (or waits, paused) and QMP answers. A saved
         VM resumes its saved state (engine/savestate.py), unless `discard_saved_state`."""
         async with self.guard.operate(name, Action.START) as machine:
-            paths = machine.paths
-            saved = None
-            if machine.state == VmState.SAVED and not discard_saved_state:
-                saved = savestate.read_info(machine)
-            else:
-                savestate.discard(paths)  # asked to, or what a save that was cut short left
-            view = savestate.saved_view(machine, saved) if saved is not None else machine
-            config = view.config
-            paused = paused or (saved is not None and saved.paused)
-            # QEMU takes the state file over a unix socket only (a saved VM was saved over one)
-            kind = "unix" if saved is not None else transports.default_kind()
-            await launch_plan.check_images(view)
-            # A first start probes the accelerator and asks QEMU its version: off the event loop then.
-            if launch_plan.is_quick(view):
-                host, choice = launch_plan.plan(view)
-            else:
-                host, choice = await asyncio.to_thread(launch_plan.plan, view)
-            runtime.prepare_run_dir(paths)
-            runtime.prepare_logs(paths)
-            previous = machine.state
-            self.registry.set_state(machine, VmState.STARTING)
-            try:
-                if config.tpm:  # before QEMU, which connects to its socket at start-up
-                    await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
-                                     paths.qemu_log.with_name("swtpm.log"))
-                session = await self._launch(machine, host, choice, kind, paused, view,
-                                             incoming=saved is not None)
-            except QemuError as exc:
-                launch_plan.stop_swtpm(paths)
-                runtime.remove_run_dir(paths)
-                self.registry.set_state(machine, previous, machine.reason)
-                raise self._explain_launch_failure(machine, exc) from None
-            await self._connect_and_go(machine, session, paused, restore=saved is not None)
-            if saved is not None:
-                savestate.discard(paths)  # resumed: the guest has moved on from it
-            runtime.clear_aborted(paths)
-            self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
-            return machine
+            return await self.start_held(machine, paused=paused, discard_saved_state=discard_saved_state)
+
+    async def start_held(self, machine: Machine, *, paused: bool = False,
+                         discard_saved_state: bool = False) -> Machine:
+        """start, for an operation that holds the VM already (a snapshot's restore)."""
+        paths = machine.paths
+        saved = None
+        if machine.state == VmState.SAVED and not discard_saved_state:
+            saved = savestate.read_info(machine)
+        else:
+            savestate.discard(paths)  # asked to, or what a save that was cut short left
+        view = savestate.saved_view(machine, saved) if saved is not None else machine
+        config = view.config
+        paused = paused or (saved is not None and saved.paused)
+        # QEMU takes the state file over a unix socket only (a saved VM was saved over one)
+        kind = "unix" if saved is not None else transports.default_kind()
+        await launch_plan.check_images(view)
+        # A first start probes the accelerator and asks QEMU its version: off the event loop then.
+        if launch_plan.is_quick(view):
+            host, choice = launch_plan.plan(view)
+        else:
+            host, choice = await asyncio.to_thread(launch_plan.plan, view)
+        runtime.prepare_run_dir(paths)
+        runtime.prepare_logs(paths)
+        previous = machine.state
+        self.registry.set_state(machine, VmState.STARTING)
+        try:
+            if config.tpm:  # before QEMU, which connects to its socket at start-up
+                await tpm.launch(paths.tpm_state, paths.tpm_socket, paths.tpm_pidfile,
+                                 paths.qemu_log.with_name("swtpm.log"))
+            session = await self._launch(machine, host, choice, kind, paused, view,
+                                         incoming=saved is not None)
+        except QemuError as exc:
+            launch_plan.stop_swtpm(paths)
+            runtime.remove_run_dir(paths)
+            self.registry.set_state(machine, previous, machine.reason)
+            raise self._explain_launch_failure(machine, exc) from None
+        await self._connect_and_go(machine, session, paused, restore=saved is not None)
+        if saved is not None:
+            savestate.discard(paths)  # resumed: the guest has moved on from it
+        runtime.clear_aborted(paths)
+        self.registry.set_state(machine, VmState.PAUSED if paused else VmState.RUNNING)
+        return machine
 
     async def _launch(self, machine: Machine, host: HostSetup, choice: AccelChoice, kind: str,
                       paused: bool, view: Machine, *, incoming: bool = False) -> QmpSession:
@@ -193,7 +198,7 @@ class Lifecycle:
                     self.registry.set_state(machine, VmState.RUNNING)
                     raise StateError(f"{machine.name!r} did not power off within {timeout:g} s "
                                      "(the guest may ignore the power button); force it off to stop it")
-            await self._force_off(machine)
+            await self.force_off_held(machine)
             return machine
 
     async def shutdown(self, name: str) -> Machine:
@@ -208,10 +213,11 @@ class Lifecycle:
 
     async def turn_off(self, machine: Machine) -> None:
         """End the QEMU of a VM the caller holds (the guard): a save, once its state is written."""
-        await self._force_off(machine)
+        await self.force_off_held(machine)
 
-    async def _force_off(self, machine: Machine) -> None:
-        """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL."""
+    async def force_off_held(self, machine: Machine) -> None:
+        """Pull the plug: QMP `quit` (QEMU exits cleanly), else SIGTERM, then SIGKILL. (Also for
+        operations that hold the VM already: a snapshot's restore.)"""
         machine.expect_exit = True
         pid = machine.pid
         try:

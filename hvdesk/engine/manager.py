@@ -10,7 +10,8 @@ with one job each:
 - savestate: save a running VM's state and stop it (a start resumes it);
 - resources: one-off balloon, vCPU pinning and CPU shares on a running VM;
 - library_ops: create and delete; clone: full and linked clones; editing: settings and disks
-  (called by the faces directly).
+  (called by the faces directly);
+- snapshots: take, list, restore and delete a VM's snapshots (`manager.snapshots`).
 Closing a Manager never stops a VM: QEMU runs detached and the next Manager adopts it.
 """
 
@@ -36,6 +37,7 @@ from hvdesk.qemu.qmp import QmpSession
 if TYPE_CHECKING:  # library_ops loads when a VM is created or deleted: `hvdesk start` spares its imports
     from hvdesk.engine.clone import CloneResult, Progress
     from hvdesk.engine.library_ops import CreateRequest, DeleteResult
+    from hvdesk.engine.snapshots import Snapshots  # so do snapshots, when first used
 
 
 class Manager:
@@ -47,10 +49,20 @@ class Manager:
         self.lifecycle = Lifecycle(self.registry, self.watcher, self.guard)
         self.resources = Resources(self.watcher, self.guard)
         self.saver = Saver(self.registry, self.watcher, self.guard, self.lifecycle.turn_off)
+        self._snapshots: Snapshots | None = None
 
     @property
     def library(self) -> Library:
         return self.registry.library
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """Take, list, restore and delete snapshots (engine/snapshots.py)."""
+        if self._snapshots is None:
+            from hvdesk.engine.snapshots import Snapshots
+
+            self._snapshots = Snapshots(self.registry, self.watcher, self.guard, self.lifecycle)
+        return self._snapshots
 
     @property
     def watch(self) -> bool:

@@ -24,6 +24,8 @@ from hvdesk.qemu.vm_paths import VmPaths
 
 BALLOON_ID = "balloon0"
 CD_ID = "cd0"
+NVRAM_NODE = "fw-vars"  # the UEFI NVRAM's format node (pflash1), which snapshots name
+NVRAM_FORMATS = ("raw", "qcow2")  # QEMU runs pflash from either; only qcow2 holds snapshots
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class HostSetup:
     emulator: Path
     accel: str
     uefi_code: Path | None = None  # required when the VM's firmware is uefi
+    uefi_vars_format: str = "raw"  # the NVRAM's format as its header says: raw, or qcow2 (snapshots hold it)
     transport: Transport | None = None  # how QMP and VNC are reached; None: unix sockets in the runtime dir
 
     def link(self, paths: VmPaths) -> Transport:
@@ -94,7 +97,7 @@ def _base(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
 def _machine(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     from hvdesk.qemu.accel import cpu_model  # here: every command loads this module, only a start builds argv
 
-    flash = {"pflash0": "fw-code", "pflash1": "fw-vars"} if config.firmware == "uefi" else {}
+    flash = {"pflash0": "fw-code", "pflash1": NVRAM_NODE} if config.firmware == "uefi" else {}
     yield from ["-machine", opts(config.machine, **flash), "-accel", opts(host.accel), "-cpu", cpu_model(host.accel)]
     yield from ["-m", str(config.memory_mib), "-smp", str(config.cpus)]
 
@@ -108,7 +111,10 @@ def _firmware(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str
                            "read-only": True})
     yield from blockdev(**{"driver": "raw", "file": "fw-code-file", "node-name": "fw-code", "read-only": True})
     yield from blockdev(**{"driver": "file", "filename": str(paths.uefi_vars), "node-name": "fw-vars-file"})
-    yield from blockdev(**{"driver": "raw", "file": "fw-vars-file", "node-name": "fw-vars"})
+    if host.uefi_vars_format not in NVRAM_FORMATS:
+        raise ValueError(f"NVRAM format {host.uefi_vars_format!r} is not one of {', '.join(NVRAM_FORMATS)}")
+    yield from blockdev(**{"driver": host.uefi_vars_format, "file": "fw-vars-file", "node-name": NVRAM_NODE,
+                           **_backing_option(host.uefi_vars_format, None)})
 
 
 def _monitors(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
@@ -155,7 +161,7 @@ def _disks(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:
     first_boot = boot_indexes(config).get("disk")
     slot = 0
     for n, disk in enumerate(config.disks):
-        node = f"disk{n}"
+        node = disk_node(n)
         yield from _backing_chain(disk, node, paths)
         yield from blockdev(**{"driver": "file", "filename": str(paths.resolve(disk.path)),
                                "node-name": f"{node}-file", "discard": "unmap", "read-only": disk.readonly})
@@ -187,6 +193,11 @@ def _backing_option(fmt: str, below: str | None) -> dict[str, object]:
     """`backing` for formats that have one: the node below, or null for none at all (QEMU would
     otherwise open whatever backing file the image's header names)."""
     return {"backing": below} if fmt in COW_FORMATS else {}
+
+
+def disk_node(index: int) -> str:
+    """The format node of the VM's disk number `index` (block_resize and snapshots name it)."""
+    return f"disk{index}"
 
 
 def _cdrom(config: VmConfig, host: HostSetup, paths: VmPaths) -> Iterator[str]:

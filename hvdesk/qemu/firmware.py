@@ -72,3 +72,18 @@ def _from_descriptors(machine: str, secure_boot: bool) -> Iterator[UefiFirmware]
             continue  # a descriptor we cannot read is not ours to fix
         if code.is_file() and vars_template.is_file():
             yield UefiFirmware(code, vars_template)
+
+
+async def new_nvram(template: Path, target: Path) -> None:
+    """A VM's own UEFI NVRAM from the firmware's template, as qcow2: QEMU runs pflash from qcow2
+    just as from raw, and only qcow2 can hold the VM's snapshots."""
+    from hvdesk.qemu import images
+
+    await images.convert_format(template, target, "raw", "qcow2")
+
+
+def nvram_format(path: Path) -> str:
+    """qcow2 or raw, as the NVRAM's header says (an older hvdesk wrote raw ones)."""
+    from hvdesk.qemu import images
+
+    return "qcow2" if images.is_qcow2(path) else "raw"

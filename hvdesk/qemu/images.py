@@ -296,3 +296,47 @@ async def convert(source: str, what: Path, target: Path, progress: Callable[[flo
     if code != 0:
         target.unlink(missing_ok=True)
         raise _failure(what, "copy", err.replace(source, str(what)))
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def is_qcow2(path: Path) -> bool:
+    """The image's header says qcow2 (the content decides, never the file name)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == QCOW2_MAGIC
+    except OSError:
+        return False
+
+
+async def convert_format(source: Path, target: Path, source_format: str, target_format: str = "qcow2") -> None:
+    """Copy the single image `source` into a new image `target` in another format (0600, never over
+    an existing file): a raw disk or NVRAM made qcow2 for snapshots."""
+    if target.exists():
+        raise DiskError(f"{target} already exists; not overwriting it")
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    code, _, err = await _run("convert", "-q", "-f", source_format, "-O", target_format, str(source), str(target))
+    if code != 0:
+        target.unlink(missing_ok=True)
+        raise _failure(source, f"convert to {target_format}", err)
+
+
+async def snapshot_tags(path: Path, *, force_share: bool = False) -> list[str]:
+    """The tags of the image's internal snapshots (qcow2)."""
+    code, out, err = await _run(*_info_args(path, force_share))
+    if code != 0:
+        raise _failure(path, "read", err)
+    return [str(s.get("name")) for s in json.loads(out).get("snapshots", []) if isinstance(s, dict)]
+
+
+async def snapshot(path: Path, action: str, tag: str) -> None:
+    """qemu-img snapshot on a qcow2 image the caller has checked: `action` create, apply or delete."""
+    flag = {"create": "-c", "apply": "-a", "delete": "-d"}[action]
+    if tag.startswith("-"):
+        raise ValueError(f"snapshot tag {tag!r} would read as an option")
+    # Opened as QEMU opens a disk: qcow2 by declaration and without the backing file its header
+    # names (a shared image's header could name any file, or a network address).
+    image = "json:" + json.dumps({"driver": "qcow2", "file": {"driver": "file", "filename": str(path)},
+                                  "backing": None})
+    code, _, err = await _run("snapshot", flag, tag, image)
+    if code != 0:
+        raise _failure(path, f"{action} snapshot {tag} of", err)

@@ -16,6 +16,8 @@ from hvdesk.core.filelock import FileLock
 from hvdesk.engine.actions import ALLOWED, Action, allows, refusal
 from hvdesk.engine.states import VmState as S
 
+SNAPSHOTS = (Action.SNAPSHOT_TAKE, Action.SNAPSHOT_RESTORE, Action.SNAPSHOT_DELETE)
+
 
 def test_every_action_has_its_states_and_reads_in_a_sentence():
     assert set(ALLOWED) == set(Action)
@@ -26,12 +28,18 @@ def test_every_action_has_its_states_and_reads_in_a_sentence():
         "cannot change the settings of 'old': it is inaccessible (vm.toml: memory_mib: expected int)")
 
 
+def test_snapshots_are_refused_while_paused_or_on_the_way_with_what_to_do():
+    assert refusal(Action.SNAPSHOT_TAKE, "web", S.PAUSED) == (
+        "cannot take a snapshot of 'web': it is paused; resume it first (or stop it)")
+    assert refusal(Action.SNAPSHOT_RESTORE, "web", S.STOPPING).endswith("; wait until it has started or stopped")
+
+
 @pytest.mark.parametrize("state, allowed", [
     (S.STOPPED, {Action.START, Action.DELETE, Action.EDIT, Action.EDIT_DISKS, Action.RESIZE_DISK, Action.CHANGE_CD,
-                 Action.SHOW_LOG, Action.CLONE}),
+                 Action.SHOW_LOG, Action.CLONE, *SNAPSHOTS}),
     (S.RUNNING, {Action.SHOW, Action.PAUSE, Action.SHUTDOWN, Action.STOP, Action.RESET, Action.EDIT,
                  Action.RESIZE_DISK, Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE,
-                 Action.BALLOON, Action.PIN, Action.SHARES, Action.SAVE}),
+                 Action.BALLOON, Action.PIN, Action.SHARES, Action.SAVE, *SNAPSHOTS}),
     (S.PAUSED, {Action.SHOW, Action.RESUME, Action.STOP, Action.RESET, Action.EDIT, Action.RESIZE_DISK,
                 Action.CHANGE_CD, Action.SHOW_LOG, Action.SAMPLE, Action.TYPE, Action.BALLOON, Action.PIN,
                 Action.SHARES, Action.SAVE}),

@@ -1,6 +1,7 @@
 """Golden command lines for representative VMs. After an intended change, run
 `pytest tests/unit/test_argv_golden.py --regenerate-golden` and review the diff of tests/golden/argv."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,3 +127,15 @@ def test_home_of_an_unknown_user_is_left_as_written():
     paths = VmPaths(Path("/v"), Path("/r"))
     assert paths.resolve("~no-such-user-here/d.qcow2") == Path("/v/~no-such-user-here/d.qcow2")
     assert paths.resolve("~root/d.qcow2") == Path("~root").expanduser() / "d.qcow2"
+
+
+def test_a_qcow2_nvram_runs_as_qcow2_without_any_backing_image():
+    config = CASES["uefi-disks-cd"]
+    host = HostSetup(Path("/q"), "tcg", uefi_code=Path("/fw"), uefi_vars_format="qcow2")
+    paths = odd_paths(config)
+    argv = build_argv(config, host, paths)
+    nodes = [json.loads(argv[i + 1]) for i, arg in enumerate(argv) if arg == "-blockdev"]
+    assert {"driver": "qcow2", "file": "fw-vars-file", "node-name": "fw-vars", "backing": None} in nodes
+    check_argv(config, paths, argv, "/fw")
+    with pytest.raises(ValueError, match="NVRAM format"):
+        build_argv(config, replace(host, uefi_vars_format="vvfat"), paths)
