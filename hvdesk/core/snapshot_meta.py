@@ -21,7 +21,7 @@ from typing import Any
 from hvdesk.core import checks
 from hvdesk.core.errors import ConfigError, NotFoundError
 from hvdesk.core.names import name_key, validate_name
-from hvdesk.core.storage import atomic_write
+from hvdesk.core.storage import atomic_write, read_regular
 
 SNAPSHOTS_FILE = "snapshots.json"
 SNAPSHOT_DIR = "snapshots"  # thumbnails (<id>.png) and TPM state copies (<id>-tpm/)
@@ -124,8 +124,7 @@ def read(folder: Path) -> SnapshotTree:
     """The VM's snapshots; none if it has no snapshots.json. ConfigError names what is wrong."""
     path = folder / SNAPSHOTS_FILE
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE + 1)
+        raw = read_regular(path, MAX_FILE + 1)
     except FileNotFoundError:
         return SnapshotTree()
     except OSError as exc:

@@ -6,7 +6,9 @@ reason, so one broken file never hides the other VMs.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +129,28 @@ def remove_tree(path: Path, *, ignore_errors: bool = False) -> None:
     shutil.rmtree(path, ignore_errors=ignore_errors, onerror=tolerate_vanished)
 
 
+MAX_SMALL_FILE = 8 * 1024 * 1024  # a vm.toml or hvdesk's JSON beside it is never near this
+
+
+def read_regular(path: Path, limit: int = MAX_SMALL_FILE) -> bytes:
+    """A small file of a VM folder, which may come from someone else: a FIFO or device put in its
+    place would block the read (and `hvdesk list` with it), so only a regular file is read, and at
+    most `limit` bytes of it (OSError otherwise, as for a file that cannot be read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if status.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB", str(path))
+        chunks = []
+        while chunk := os.read(fd, 1024 * 1024):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_config(folder: Path) -> VmConfig:
     import tomllib
 
@@ -134,7 +158,7 @@ def read_config(folder: Path) -> VmConfig:
 
     path = folder / CONFIG_FILE
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing") from None
     except OSError as exc:
@@ -156,7 +180,7 @@ def raw_disk_paths(folder: Path, *, backing_only: bool = False) -> list[str]:
     import tomllib
 
     try:
-        data = tomllib.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular(folder / CONFIG_FILE).decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return []
     disks = data.get("disks")

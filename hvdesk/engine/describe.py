@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import HvdeskError
+from hvdesk.core.storage import read_regular
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 from hvdesk.qemu import transport as transports
@@ -96,7 +97,7 @@ def _saved_state(machine: Machine) -> dict[str, Any] | None:
 
     paths = machine.paths
     try:
-        data = json.loads(paths.saved_state_info.read_text())
+        data = json.loads(read_regular(paths.saved_state_info))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from hvdesk.core.config import VmConfig
 from hvdesk.core.errors import ConfigError, HvdeskError, QemuError, StateError
-from hvdesk.core.storage import VmEntry, atomic_write
+from hvdesk.core.storage import VmEntry, atomic_write, read_regular
 from hvdesk.engine.actions import Action
 from hvdesk.engine.guard import Guard
 from hvdesk.engine.machine import Machine
@@ -90,7 +90,7 @@ def read_info(machine: Machine) -> SavedInfo:
                           f"{_discard_hint(machine.name)}")
 
     try:
-        data = json.loads(paths.saved_state_info.read_text())
+        data = json.loads(read_regular(paths.saved_state_info))
     except (OSError, ValueError) as exc:
         raise bad(f"{paths.saved_state_info} is unreadable ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

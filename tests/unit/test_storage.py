@@ -180,3 +180,42 @@ def test_a_tree_removed_by_two_processes_at_once_is_no_error(tmp_path, monkeypat
     (tmp_path / "kept" / "f").write_bytes(b"x")
     with pytest.raises(PermissionError):
         remove_tree(tmp_path / "kept")
+
+
+def test_a_fifo_or_a_huge_file_in_place_of_a_vm_file_blocks_nothing(tmp_path):
+    """A shared VM folder may hold a FIFO where vm.toml, snapshots.json or saved-state.json
+    belong: reading one would block `hvdesk list` (and the app) for ever."""
+    import subprocess
+    import sys
+
+    from hvdesk.core import snapshot_meta
+
+    library = Library(tmp_path / "VMs")
+    library.create_folder(VmConfig(name="good"))
+    evil = tmp_path / "VMs" / "evil"
+    evil.mkdir()
+    os.mkfifo(evil / "vm.toml")
+    os.mkfifo(evil / snapshot_meta.SNAPSHOTS_FILE)
+    entries = {e.folder.name: e for e in library.scan()}
+    assert entries["good"].accessible and not entries["evil"].accessible
+    assert "not a regular file" in entries["evil"].error
+    with pytest.raises(ConfigError, match="not a regular file"):
+        snapshot_meta.read(evil)
+    huge = tmp_path / "VMs" / "huge"
+    huge.mkdir()
+    with open(huge / "vm.toml", "wb") as handle:
+        handle.truncate(64 * 1024 * 1024)  # sparse: nothing is written, nothing should be read
+    assert "larger than" in {e.folder.name: e for e in library.scan()}["huge"].error
+    saved = tmp_path / "VMs" / "good" / "saved-state.json"
+    os.mkfifo(saved)
+    import tempfile
+
+    runtime = tempfile.mkdtemp(prefix="hvf-", dir="/tmp")  # short: socket paths
+    env = {**os.environ, "HVDESK_HOME": str(tmp_path), "HVDESK_RUNTIME_DIR": runtime}
+
+    def hv(*words: str) -> subprocess.CompletedProcess[str]:  # the timeout is the test: a FIFO read hangs
+        return subprocess.run([sys.executable, "-m", "hvdesk", *words], capture_output=True, text=True,
+                              timeout=30, env=env)
+    listed = hv("list")
+    assert listed.returncode == 0 and "not a regular file" in listed.stdout, listed.stdout + listed.stderr
+    assert hv("info", "good").returncode == 0
