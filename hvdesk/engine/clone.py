@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hvdesk.core import snapshot_meta
 from hvdesk.core.config import BackingImage, Disk, KernelBoot, Nic, VmConfig, random_mac
 from hvdesk.core.errors import ConfigError, DiskError, DiskInUseError, StateError
 from hvdesk.core.names import validate_name
@@ -194,6 +195,11 @@ async def _linked(manager: Engine, name: str, new_name: str) -> CloneResult:
             raise ConfigError(f"a VM named {new_name!r} already exists (names ignore case)")
         async with manager.operate(name, Action.CLONE) as source:
             _check_not_running(source)
+            if snapshot_meta.read(source.entry.folder).snapshots:
+                # Its snapshots live inside its disks, which become the shared bases: the source's
+                # new overlays would hold none of them, and restoring one would fail.
+                raise StateError(f"cannot make a linked clone of {source.name!r}: it has snapshots, which would "
+                                 "stay behind in the shared base; make a full clone, or delete its snapshots first")
             await check_images(source, "clone")
             links = _plan_links(source)
             staging = library.staging_folder()

@@ -120,6 +120,11 @@ def test_a_vm_with_linked_clones_is_not_deleted_and_keeps_its_folder(cli_home, t
     for name in ("web", "web-2", "web-3", "web-4"):
         qemu_img("check", str(vms / name / "disk0.qcow2"))
 
+    # a VM with snapshots: they live in its disks, which a linked clone would turn into bases
+    assert hv("snapshot", "web-3", "take", "s1").returncode == 0
+    assert "it has snapshots" in one_line(hv("clone", "web-3", "web-5", "--linked"))
+    assert not (vms / "web-5").exists()
+
     done = hv("clone", "web-4", "flat")  # a full clone of a chain: one image, read through the pinned chain
     assert done.returncode == 0, done.stderr
     assert config(cli_home, "flat")["disks"][0]["backing"] == []
