@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from hvdesk import __version__
 from hvdesk.core.control_settings import ControlSettings
-from hvdesk.engine import controller as control
+from hvdesk.engine import control_status
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.boot_watch import BootWatch, restart_under_tcg
 from hvdesk.engine.controller import Controller
@@ -101,7 +101,7 @@ class MainWindow(QMainWindow):
         self.controller = controller or Controller(manager, monitor, ControlSettings(enabled=False),
                                                    who="the hvdesk app")
         self.controller_problem = controller_problem
-        self.controller_status = control.StatusWatch(self.controller)
+        self.controller_status = control_status.StatusWatch(self.controller)
         self.prefs = prefs.Prefs()
         self.runner = TaskRunner(self)
         self._log_viewers: dict[str, LogViewer] = {}
@@ -420,7 +420,8 @@ class MainWindow(QMainWindow):
 
     def update_controller_status(self) -> None:
         """The status bar's "Controller: acting (this app) — given back 1.2 GiB from 3 VMs"."""
-        text = control.status_line(self.controller_status(), control.given_back(self.manager, self.monitor))
+        back = control_status.given_back(self.manager, self.monitor)
+        text = control_status.status_line(self.controller_status(), back)
         if self.controller_label.text() != text:
             self.controller_label.setText(text)
 

@@ -33,8 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from hvdesk.core.units import format_approx
+from hvdesk.engine import control_status, decision_log, host
 from hvdesk.engine import controller as control
-from hvdesk.engine import decision_log, host
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.controller import Controller, Target
 from hvdesk.engine.machine import Machine
@@ -126,11 +126,11 @@ class CoresGrid(QWidget):
 
 
 class ResourcesPane(QWidget):
-    def __init__(self, monitor: Monitor, controller: Controller, status: control.StatusWatch | None = None,
+    def __init__(self, monitor: Monitor, controller: Controller, status: control_status.StatusWatch | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.monitor, self.controller = monitor, controller
-        self.status = status or control.StatusWatch(controller)
+        self.status = status or control_status.StatusWatch(controller)
         self.manager = controller.manager
         self.machine: Machine | None = None
         self.records: list[dict[str, Any]] = []
@@ -313,7 +313,7 @@ class ResourcesPane(QWidget):
         else:
             self.cores.show_placement({}, [], [])
 
-    def _summary_text(self, machine: Machine, state: control.Status, balloon: int | None, running: bool) -> str:
+    def _summary_text(self, machine: Machine, state: control_status.Status, balloon: int | None, running: bool) -> str:
         config = machine.config
         resources = config.resources
         pin = self.controller.pin_mode(resources.pin)
@@ -339,7 +339,7 @@ class ResourcesPane(QWidget):
         own = self.controller.targets.get(machine.name)
         if own:
             return list(own)
-        return control.targets_from_log(self.records, time.time(), time.monotonic())
+        return control_status.targets_from_log(self.records, time.time(), time.monotonic())
 
     def _draw_memory(self, machine: Machine, series: Any) -> None:
         window = self.window_seconds

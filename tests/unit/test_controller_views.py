@@ -15,8 +15,8 @@ from hvdesk.core.config import VmConfig
 from hvdesk.core.control_settings import ControlSettings
 from hvdesk.core.filelock import FileLock
 from hvdesk.core.storage import VmEntry
+from hvdesk.engine import control_status, decision_log, host
 from hvdesk.engine import controller as control
-from hvdesk.engine import decision_log, host
 from hvdesk.engine.machine import Machine
 from hvdesk.engine.states import VmState
 
@@ -52,12 +52,13 @@ def test_given_back_sums_running_ballooned_vms(tmp_path):
     vms = [machine(tmp_path, "a"), machine(tmp_path, "b", memory=1024), machine(tmp_path, "full"),
            machine(tmp_path, "stopped", pid=None, state=VmState.STOPPED), machine(tmp_path, "new")]
     stand = StandIns(tmp_path, vms, {"a": 300 * MIB, "b": 700 * MIB, "full": 512 * MIB, "stopped": 100 * MIB})
-    back = control.given_back(stand, stand)  # type: ignore[arg-type]
+    back = control_status.given_back(stand, stand)  # type: ignore[arg-type]
     assert back.bytes == (212 + 324) * MIB and back.vms == 2
     assert back.per_vm == {"a": 212 * MIB, "b": 324 * MIB, "full": 0}  # "new" has no sample yet
-    state = control.Status("acting", "")
-    assert control.status_line(state, back) == "Controller: acting (this app) — given back 536 MiB from 2 VMs"
-    assert control.status_line(control.Status("off", ""), control.GivenBack(0, 0)) == "Controller: off"
+    state = control_status.Status("acting", "")
+    assert control_status.status_line(state, back) == "Controller: acting (this app) — given back 536 MiB from 2 VMs"
+    off = control_status.Status("off", "")
+    assert control_status.status_line(off, control_status.GivenBack(0, 0)) == "Controller: off"
 
 
 async def test_controller_keeps_the_targets_it_set_with_their_floor(tmp_path):
@@ -70,7 +71,7 @@ async def test_controller_keeps_the_targets_it_set_with_their_floor(tmp_path):
     await controller._apply(Decision(now + 2, "a", Kind.BALLOON, 512 * MIB, "stops"), vm)
     assert [(t.size // MIB, t.floor and t.floor // MIB) for t in controller.targets["a"]] == \
         [(400, 300), (350, 310), (512, None)]
-    assert control.latest_floor(controller.targets["a"]) == 310 * MIB
+    assert control_status.latest_floor(controller.targets["a"]) == 310 * MIB
     assert controller.pin_mode("default") == "off" and controller.pin_mode("dedicated") == "dedicated"
 
 
@@ -83,7 +84,7 @@ def test_targets_from_another_controllers_log(tmp_path):
                decision_log.entry(Decision(mono - 5, "a", Kind.SHARES, {"nice": 0}, "r"),
                                   applied=True, error="", by="agent", wall_now=wall, mono_now=mono)]
     decision_log.append(tmp_path / "log", records)
-    found = control.targets_from_log(decision_log.read(tmp_path / "log"), wall, mono)
+    found = control_status.targets_from_log(decision_log.read(tmp_path / "log"), wall, mono)
     assert len(found) == 1 and found[0].size == 400 * MIB and found[0].floor == 300 * MIB
     assert abs(found[0].time - (mono - 20)) < 0.01
 
@@ -91,18 +92,18 @@ def test_targets_from_another_controllers_log(tmp_path):
 def test_status_names_the_other_controller(tmp_path):
     stand = StandIns(tmp_path, [], {})
     controller = control.Controller(stand, stand, ControlSettings(), who="the hvdesk app")  # type: ignore[arg-type]
-    assert control.status(controller).state == "waiting"
+    assert control_status.status(controller).state == "waiting"
     other = FileLock(tmp_path / control.LOCK_FILE, "the allocation controller")
     assert other.try_acquire("acting as hvdesk agent")
     try:
         text = control.holder(stand)  # type: ignore[arg-type]
-        assert control.who_acts(text) == f"hvdesk agent (pid {os.getpid()})"
+        assert control_status.who_acts(text) == f"hvdesk agent (pid {os.getpid()})"
         controller.last = control.CycleReport(acting=False, holder=text)
-        assert control.status(controller).text() == f"hvdesk agent (pid {os.getpid()}) acts"
+        assert control_status.status(controller).text() == f"hvdesk agent (pid {os.getpid()}) acts"
         controller.settings.enabled = False  # switched off: only the holder asked by the caller counts
         controller.last = control.CycleReport(acting=False, holder="switched off")
-        assert control.status(controller).state == "off"
-        assert control.status(controller, text).who == f"hvdesk agent (pid {os.getpid()})"
+        assert control_status.status(controller).state == "off"
+        assert control_status.status(controller, text).who == f"hvdesk agent (pid {os.getpid()})"
     finally:
         other.release()
 
