@@ -170,3 +170,26 @@ async def test_the_app_saves_and_resumes_over_its_watched_session(engines, guest
     with pytest.raises(StateError, match="tcp transport.*needs the unix transport"):
         await cli.save("watched")
     assert cli.get("watched").state == VmState.PAUSED
+
+
+async def test_a_uefi_vm_with_a_tpm_resumes_where_it_was(cli_home, tiny_guest):
+    """The firmware's NVRAM (a qcow2 pflash) and swtpm's state travel in the saved state: the
+    guest resumes without a reboot (its clock goes on, its new serial log shows no boot), and
+    swtpm runs again beside the resumed QEMU."""
+    assert hv("create", "efi", "--disk", "64M", "--firmware", "uefi", *guest_args(tiny_guest)).returncode == 0
+    assert hv("modify", "efi", "--tpm", "on").returncode == 0
+    assert hv("start", "efi").returncode == 0
+    info = _info("efi")
+    serial = Path(info["serial_log"])
+    await wait_for_serial(serial, SHELL_MARKER)
+    before = await _uptime("efi", serial, "UP1")
+    done = hv("save", "efi")
+    assert done.returncode == 0, done.stderr
+    assert _info("efi")["state"] == "saved"
+    done = hv("start", "efi")
+    assert done.returncode == 0, done.stderr
+    assert "Resumed the saved state" in done.stdout
+    after = await _uptime("efi", serial, "UP2")
+    assert before < after < before + 60, (before, after)
+    assert READY_MARKER not in serial.read_text(errors="replace"), "the resumed run's log shows no boot"
+    assert _info("efi")["state"] == "running"  # (QEMU with a TPM runs only beside a live swtpm)
