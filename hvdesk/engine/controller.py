@@ -212,7 +212,8 @@ class Controller:
         except HvdeskError as exc:  # the VM stopped meanwhile, is busy, or the host refused
             error = str(exc)
             log.info("%s of %s not applied: %s", decision.kind, decision.vm, error)
-        applied = machine is not None and not error
+        # A host-wide note (the budget cannot be met) has nothing to apply: it counts as done.
+        applied = (machine is not None or decision.kind is Kind.BUDGET) and not error
         if applied and decision.kind is Kind.BALLOON and isinstance(decision.target, int):
             floor = decision.inputs.get("floor")
             history = self.targets.setdefault(decision.vm, deque(maxlen=HISTORY))
