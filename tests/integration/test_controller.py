@@ -30,12 +30,14 @@ INTERVAL = 2  # seconds between control cycles (the agent samples every 2 s too)
 OOM_SIGNS = ("Out of memory", "oom-kill", "invoked oom-killer")
 
 
-async def poll(check, timeout: float, what: str) -> None:
-    """Await `check()` (a coroutine function) every half second until it is true."""
+async def poll(check, timeout: float, what: str, log: Path | None = None) -> None:
+    """Await `check()` (a coroutine function) every half second until it is true; on a timeout,
+    the agent's output (`log`) says what it decided."""
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            said = log.read_text()[-3000:] if log is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{said}")
         await asyncio.sleep(0.5)
 
 
@@ -81,7 +83,7 @@ async def test_agent_under_a_pool(cli_home, tiny_guest):
     agent, out = start_agent(cli_home)
     try:
         # 1. Idle guests (~30 MiB used) shrink toward their floor (256 MiB minimum) until the pool holds.
-        await poll(pool_holds, timeout=60, what="the balloons to fit the pool")
+        await poll(pool_holds, timeout=60, what="the balloons to fit the pool", log=out)
         assert [await balloon_mib(infos[n]) >= 256 for n in ("a", "b")] == [True, True], "never below the floor"
 
         # 2. A second controller does not act while the agent does, and says who acts.
@@ -100,13 +102,13 @@ async def test_agent_under_a_pool(cli_home, tiny_guest):
 
         async def grown() -> bool:
             return await balloon_mib(infos["a"]) >= 370 + 64 - 8  # its use + the reserve (less rounding)
-        await poll(grown, timeout=30, what="the controller to give guest a its memory back")
+        await poll(grown, timeout=30, what="the controller to give guest a its memory back", log=out)
         reaction = time.monotonic() - done
         print(f"balloon of a: {shrunk} MiB before the allocation, grown {reaction:.1f} s after it finished")
         assert reaction <= 3 * INTERVAL + 4, f"took {reaction:.1f} s (cycle {INTERVAL} s, stats every 2 s)"
         serial = Path(infos["a"]["serial_log"]).read_text(errors="replace")
         assert not [sign for sign in OOM_SIGNS if sign in serial], serial[-2000:]
-        await poll(pool_holds, timeout=30, what="b to shrink so that the pool holds again")
+        await poll(pool_holds, timeout=30, what="b to shrink so that the pool holds again", log=out)
     finally:
         stop_agent(agent, out)
 
@@ -122,15 +124,17 @@ async def test_agent_under_a_pool(cli_home, tiny_guest):
     shown = hv("decisions", "a")
     assert shown.returncode == 0 and "balloon" in shown.stdout and "Controller: none is acting now" in shown.stdout
 
-    # 5. A new agent shrinks them again; a kill -9 of b does not end it, and a gets b's share.
+    # 5. A new agent shrinks them again (a freed its memory: both idle); a kill -9 of b does not
+    # end it, and a gets b's share.
+    assert hv("send-keys", "a", "--text", "rm /run/hvdesk-alloc/x\n").returncode == 0
     agent, out = start_agent(cli_home)
     try:
-        await poll(pool_holds, timeout=60, what="the balloons to fit the pool again")
+        await poll(pool_holds, timeout=60, what="the balloons to fit the pool again", log=out)
         os.kill(int(infos["b"]["pid"]), signal.SIGKILL)
 
         async def a_has_all() -> bool:
             return await balloon_mib(infos["a"]) == 512
-        await poll(a_has_all, timeout=40, what="a to get b's share after b was killed")
+        await poll(a_has_all, timeout=40, what="a to get b's share after b was killed", log=out)
         await asyncio.sleep(2 * INTERVAL)
         assert agent.poll() is None, out.read_text()
     finally:
