@@ -122,7 +122,9 @@ class SnapshotsPane(QWidget):
         self.tree.setAlternatingRowColors(True)
         header = self.tree.header()
         header.setStretchLastSection(True)
-        for column in range(3):
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 240)
+        for column in (1, 2):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.tree.itemSelectionChanged.connect(self._on_selection)
         self.tree.itemDoubleClicked.connect(lambda item, _col: self.restore() if item.data(0, NAME_ROLE) else None)
@@ -165,6 +167,7 @@ class SnapshotsPane(QWidget):
         splitter.addWidget(side)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([520, 220])
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
@@ -232,7 +235,8 @@ class SnapshotsPane(QWidget):
         item.setText(0, f"{snap.name} (current)" if current else snap.name)
         item.setData(0, NAME_ROLE, snap.name)
         item.setText(1, time.strftime("%Y-%m-%d %H:%M", time.localtime(snap.time)))
-        item.setText(2, "running (with memory)" if snap.ram else "stopped")
+        item.setText(2, snap.state)
+        item.setToolTip(2, "Taken running: holds the memory too" if snap.ram else "Taken stopped: holds the disks")
         item.setText(3, " ".join(snap.description.split()))
         item.setToolTip(3, snap.description)
         thumb = self.manager.snapshots.thumbnail(machine, snap) if machine is not None else None

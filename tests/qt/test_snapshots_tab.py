@@ -62,8 +62,8 @@ def test_snapshots_tab_take_restore_describe_delete(window, run, until, guest_re
     run(wait_for_serial(machine.paths.serial_log, tiny_guest.marker))
     take(pane, run, "one", "first live")
     take(pane, run, "two")
-    assert shown(pane) == {"off": (None, "stopped", False), "one": ("off", "running (with memory)", False),
-                           "two": ("one", "running (with memory)", True), "Now": ("two", "running", False)}
+    assert shown(pane) == {"off": (None, "stopped", False), "one": ("off", "running", False),
+                           "two": ("one", "running", True), "Now": ("two", "running", False)}
     assert not pane.item_named("one").icon(0).isNull()
     assert pane.manager.snapshots.thumbnail(machine, pane.tree_data.find("one")) is not None, "a live one's screen"
 
