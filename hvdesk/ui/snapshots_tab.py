@@ -47,7 +47,7 @@ from hvdesk.ui.tasks import TaskRunner
 
 NAME_ROLE = Qt.ItemDataRole.UserRole  # the snapshot's name; None on the "Now" item
 COLUMNS = ("Name", "Taken", "State", "Description")
-ICON_SIZE = QSize(64, 40)
+ICON_SIZE = QSize(48, 30)
 
 
 class SnapshotDialog(QDialog):
@@ -129,15 +129,14 @@ class SnapshotsPane(QWidget):
         self.tree.itemSelectionChanged.connect(self._on_selection)
         self.tree.itemDoubleClicked.connect(lambda item, _col: self.restore() if item.data(0, NAME_ROLE) else None)
         self.preview = QLabel()
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
-        self.preview.setMinimumWidth(200)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.about = QLabel()
         self.about.setWordWrap(True)
         self.about.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.about.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        side = QWidget()
-        side_layout = QVBoxLayout(side)
-        side_layout.setContentsMargins(6, 0, 0, 0)
+        side = QWidget()  # under the tree: the selected snapshot's screen and what it holds
+        side_layout = QHBoxLayout(side)
+        side_layout.setContentsMargins(0, 6, 0, 0)
         side_layout.addWidget(self.preview)
         side_layout.addWidget(self.about, 1)
 
@@ -162,12 +161,12 @@ class SnapshotsPane(QWidget):
         buttons.addStretch()
         buttons.addWidget(self.status)
 
-        splitter = QSplitter()
+        splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tree)
         splitter.addWidget(side)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([520, 220])
+        splitter.setSizes([360, 180])
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
