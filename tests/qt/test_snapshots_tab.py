@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 
+from hvdesk.core.storage import STAGING_PREFIX
 from hvdesk.engine.states import VmState
 from hvdesk.ui.clone_dialog import CloneDialog
 from hvdesk.ui.snapshots_tab import NAME_ROLE, SnapshotsPane
@@ -126,6 +127,17 @@ def test_save_state_then_start_resumes_and_clones(window, run, until, guest_requ
     assert not machine.paths.saved_state.exists()
     actions["poweroff"].trigger()
     until(lambda: row_texts(window)["src"] == "Stopped", what="Stopped")
+
+    # Cancel while the full clone runs: nothing is left of it, and the dialog closes
+    actions["clone"].trigger()
+    (dialog,) = [d for d in window.findChildren(CloneDialog) if d.isVisible()]
+    dialog.buttons.button(OK).click()
+    assert dialog.progress.isVisible() and not dialog.name.isEnabled()
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+    run(window.runner.wait_idle())
+    until(lambda: not [d for d in window.findChildren(CloneDialog) if d.isVisible()], what="the dialog closed")
+    assert set(row_texts(window)) == {"src"}
+    assert not [p for p in window.manager.library.root.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
     for new, linked in (("src Clone", False), ("src Linked", True)):
         window.select("src")
