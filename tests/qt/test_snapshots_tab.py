@@ -36,6 +36,14 @@ def choose(pane: SnapshotsPane, name: str) -> None:
     pane.tree.setCurrentItem(item)
 
 
+def settled(window, until) -> None:
+    """The Details pane's disk sizes loaded: a load cut short by the teardown would fail later
+    ("no running event loop"), and its traceback, formatted during the next module's compile,
+    trips CPython 3.11's AST recursion check (SystemError at the end of the session)."""
+    until(lambda: window.details._sizes_task is None or window.details._sizes_task.done(),
+          what="the details' disk sizes")
+
+
 def shown(pane: SnapshotsPane) -> dict[str, tuple[str | None, str, bool]]:
     """{name: (parent's name or None, state column, bold)}; "Now" as the pseudo-item's name."""
     out = {}
@@ -107,6 +115,7 @@ def test_snapshots_tab_take_restore_describe_delete(window, run, until, guest_re
     run(pane.runner.wait_idle())
     assert "needs 'snap' stopped; stop it first" in message_box(window).text()
     message_box(window).close()
+    settled(window, until)
 
 
 def test_save_state_then_start_resumes_and_clones(window, run, until, guest_request, tiny_guest):
@@ -169,3 +178,4 @@ def test_save_state_then_start_resumes_and_clones(window, run, until, guest_requ
     (dialog,) = [d for d in window.findChildren(CloneDialog) if d.isVisible()]
     assert not dialog.linked.isEnabled() and "has snapshots" in dialog.linked_hint.text()
     dialog.reject()
+    settled(window, until)
