@@ -45,6 +45,7 @@ from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.imports import sources_not_kept
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.performance import PerformancePane
+from hvdesk.ui.progress import ProgressTask
 from hvdesk.ui.resources_tab import ResourcesPane
 from hvdesk.ui.save_state import save_state
 from hvdesk.ui.settings_dialog import SettingsDialog
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         self._log_viewers: dict[str, LogViewer] = {}
         self.consoles: dict[str, ConsoleWindow] = {}
         self.overview: HostOverview | None = None
+        self.saving: ProgressTask | None = None  # the last Save State (its dialog, and Cancel)
         self.setWindowTitle("hvdesk")
         self.setWindowIcon(app_icon())
         self.actions_by_key = self._make_actions()
@@ -380,7 +382,7 @@ class MainWindow(QMainWindow):
     def save_state(self) -> None:
         machine = self.selected()
         if machine is not None:
-            save_state(self, self.manager, self.runner, machine.name)
+            self.saving = save_state(self, self.manager, self.runner, machine.name)
 
     def clone_vm(self) -> None:
         machine = self.selected()

@@ -127,6 +127,11 @@ def test_save_state_then_start_resumes_and_clones(window, run, until, guest_requ
     until(lambda: row_texts(window)["src"] == "Running", what="Running")
     run(wait_for_serial(machine.paths.serial_log, tiny_guest.marker))
     assert actions["save"].isEnabled() and not actions["clone"].isEnabled()
+    actions["save"].trigger()  # cancelled at once: the guest runs on, nothing kept
+    window.saving.cancel()
+    run(window.runner.wait_idle())
+    assert window.saving.cancelled and machine.state == VmState.RUNNING
+    assert not machine.paths.saved_state.exists() and not machine.paths.saved_state_part.exists()
     actions["save"].trigger()
     run(window.runner.wait_idle())
     until(lambda: row_texts(window)["src"] == "Saved", what="Saved in the list")
