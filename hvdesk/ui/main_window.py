@@ -189,7 +189,6 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.performance, "Performance")
         self.tabs.addTab(self.resources, "Resources")
         self.snapshots = SnapshotsPane(self.manager, self.runner)
-        self.snapshots.changed.connect(self._on_selection)  # (the VM's state may have changed with it)
         self.tabs.addTab(self.snapshots, "Snapshots")
         self.pages = QStackedWidget()
         self.pages.addWidget(self.welcome)
