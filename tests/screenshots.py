@@ -130,6 +130,11 @@ async def shoot_snapshots(manager, window) -> None:
     pane = window.snapshots
     pane.tree.setCurrentItem(pane.item_named("Build tools"))
     await grab(window, "snapshots")
+    pane.take_button.click()
+    assert pane.dialog is not None
+    pane.dialog.description.setPlainText("Before trying the new compiler")
+    await grab(pane.dialog, "snapshot-take")
+    pane.dialog.reject()
     window.tabs.setCurrentWidget(window.details)
     window.select("Windows 11")
     window.clone_vm()

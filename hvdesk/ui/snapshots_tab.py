@@ -54,7 +54,7 @@ class SnapshotDialog(QDialog):
     """A name and a description: Take… (both) and Edit Description (the description alone)."""
 
     def __init__(self, title: str, tree: SnapshotTree, parent: QWidget, *, name: str = "", description: str = "",
-                 name_editable: bool = True) -> None:
+                 name_editable: bool = True, note: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.tree = tree
@@ -69,6 +69,11 @@ class SnapshotDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
+        if note:
+            about = QLabel(note)
+            about.setWordWrap(True)
+            about.setStyleSheet("color: #4a5568")
+            form.addRow(about)
         form.addRow("Name:", self.name)
         form.addRow("Description:", self.description)
         form.addRow(self.problem)
@@ -322,7 +327,9 @@ class SnapshotsPane(QWidget):
             return
         default = next(f"Snapshot {n}" for n in range(1, meta.MAX_SNAPSHOTS + 2)
                        if not self.tree_data.has_name(f"Snapshot {n}"))
-        self._ask("Take Snapshot", default, "", True, lambda name, text: self._run(
+        note = (f"{machine.name} is running: the snapshot holds its memory too (it runs on after a short stop)."
+                if machine.state == VmState.RUNNING else f"{machine.name} is stopped: the snapshot holds its disks.")
+        self._ask("Take Snapshot", default, "", True, note, lambda name, text: self._run(
             self.manager.snapshots.take(machine.name, name, text), f"Cannot take a snapshot of {machine.name}",
             f"Taking snapshot “{name}” of {machine.name}…"))
 
@@ -330,14 +337,14 @@ class SnapshotsPane(QWidget):
         machine, snap = self.machine, self.selected_snapshot()
         if machine is None or snap is None:
             return
-        self._ask("Edit Description", snap.name, snap.description, False, lambda name, text: self._run(
+        self._ask("Edit Description", snap.name, snap.description, False, "", lambda name, text: self._run(
             self.manager.snapshots.describe(machine.name, name, text), "Cannot change the description",
             "Saving the description…"))
 
-    def _ask(self, title: str, name: str, description: str, name_editable: bool,
+    def _ask(self, title: str, name: str, description: str, name_editable: bool, note: str,
              then: Callable[[str, str], None]) -> None:
         dialog = SnapshotDialog(title, self.tree_data, self, name=name, description=description,
-                                name_editable=name_editable)
+                                name_editable=name_editable, note=note)
         self.dialog = dialog
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: then(dialog.name.text(), dialog.description.toPlainText()))
