@@ -111,6 +111,38 @@ async def shoot_console(manager, window) -> None:
     window.tabs.setCurrentWidget(window.details)
 
 
+async def shoot_snapshots(manager, window) -> None:
+    """The Snapshots tab with a small tree (an offline one, two live ones with thumbnails), and the
+    Clone dialog of a stopped VM."""
+    from hvdesk.ui.clone_dialog import CloneDialog
+    from tests.guest.build import SHELL_MARKER
+    from tests.integration.conftest import wait_for_serial
+
+    machine = manager.get("Debian 12")
+    await wait_for_serial(machine.paths.serial_log, SHELL_MARKER)
+    snapshots = manager.snapshots
+    await snapshots.take("Debian 12", "Fresh install", "Right after the installer finished, before any updates.")
+    await snapshots.take("Debian 12", "Updated", "apt full-upgrade, kernel 6.1.0-28")
+    await snapshots.take("Debian 12", "Build tools", "gcc, make and the project's dependencies installed")
+    await snapshots.restore("Debian 12", "Updated")
+    window.select("Debian 12")
+    window.tabs.setCurrentWidget(window.snapshots)
+    pane = window.snapshots
+    pane.tree.setCurrentItem(pane.item_named("Build tools"))
+    await grab(window, "snapshots")
+    pane.take_button.click()
+    assert pane.dialog is not None
+    pane.dialog.description.setPlainText("Before trying the new compiler")
+    await grab(pane.dialog, "snapshot-take")
+    pane.dialog.reject()
+    window.tabs.setCurrentWidget(window.details)
+    window.select("Windows 11")
+    window.clone_vm()
+    (dialog,) = [d for d in window.findChildren(CloneDialog) if d.isVisible()]
+    await grab(dialog, "clone")
+    dialog.reject()
+
+
 async def shoot() -> None:
     from hvdesk.core.control_settings import ControlSettings
     from hvdesk.engine.controller import Controller
@@ -155,6 +187,7 @@ async def shoot() -> None:
         await grab(dialog, "settings-resources")
         dialog.close()
         await shoot_console(manager, window)
+        await shoot_snapshots(manager, window)
     finally:
         await controller.stop()
         for machine in manager.machines():

@@ -11,6 +11,7 @@ of the moment, is `snapshots.json` (core/snapshot_meta.py); restoring one restor
   running QEMU when that has the snapshot's hardware, else into a fresh QEMU started paused for it
   (the running one, if any, is turned off first: its state is what the restore discards).
 - delete: from every image; the snapshot's children hang from its parent then.
+- describe: a new description (the record only; any state).
 """
 
 from __future__ import annotations
@@ -261,6 +262,21 @@ class Snapshots:
                 if holder.path.is_file() and snap.tag in await images.snapshot_tags(holder.path):
                     await images.snapshot(holder.path, "delete", snap.tag)
         _remove_extras(machine, snap)
+
+    # -- describe ------------------------------------------------------------------------------------
+
+    async def describe(self, name: str, snap_name: str, description: str) -> Done:
+        """Change a snapshot's description (hvdesk's record only: the images are not touched, so
+        any state of the VM allows it)."""
+        meta.check_description(description)
+        started = time.monotonic()
+        async with self.guard.operate(name, Action.EDIT) as machine:
+            tree = meta.read(machine.entry.folder)
+            snap = _find(machine, tree, snap_name)
+            changed = dataclasses.replace(snap, description=description)
+            meta.write(machine.entry.folder,
+                       SnapshotTree([changed if s is snap else s for s in tree.snapshots], tree.current))
+            return Done(machine, changed, [], time.monotonic() - started)
 
     # -- getting disks ready ---------------------------------------------------------------------------
 

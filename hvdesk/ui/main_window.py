@@ -45,8 +45,11 @@ from hvdesk.ui.icons import action_icon, app_icon
 from hvdesk.ui.imports import sources_not_kept
 from hvdesk.ui.log_viewer import LogViewer
 from hvdesk.ui.performance import PerformancePane
+from hvdesk.ui.progress import ProgressTask
 from hvdesk.ui.resources_tab import ResourcesPane
+from hvdesk.ui.save_state import save_state
 from hvdesk.ui.settings_dialog import SettingsDialog
+from hvdesk.ui.snapshots_tab import SnapshotsPane
 from hvdesk.ui.tasks import TaskRunner
 from hvdesk.ui.vm_list import MACHINE_ROLE, VmFilterModel, VmListModel, VmListView
 from hvdesk.ui.welcome import WelcomePage
@@ -78,6 +81,10 @@ ACTIONS = (
     ActionSpec("poweroff", "Power &Off", "poweroff", "Ctrl+Shift+F", (Action.STOP,),
                "Turn the VM off at once, like pulling the plug"),
     ActionSpec("reset", "&Reset", "reset", "Ctrl+R", (Action.RESET,), "Hard-reset the VM"),
+    ActionSpec("save", "Sa&ve State", "save", "Ctrl+Shift+S", (Action.SAVE,),
+               "Write the VM's memory to its folder and stop it; Start resumes it where it was"),
+    ActionSpec("clone", "&Clone…", "clone", "Ctrl+Shift+C", (Action.CLONE,),
+               "Make a new VM from the selected one (a full copy or a linked clone)"),
     ActionSpec("delete", "&Delete…", "delete", QKeySequence.StandardKey.Delete, (Action.DELETE,),
                "Delete the selected VM"),
     ActionSpec("log", "Show &Log…", "log", "Ctrl+L", (Action.SHOW_LOG,),
@@ -107,6 +114,7 @@ class MainWindow(QMainWindow):
         self._log_viewers: dict[str, LogViewer] = {}
         self.consoles: dict[str, ConsoleWindow] = {}
         self.overview: HostOverview | None = None
+        self.saving: ProgressTask | None = None  # the last Save State (its dialog, and Cancel)
         self.setWindowTitle("hvdesk")
         self.setWindowIcon(app_icon())
         self.actions_by_key = self._make_actions()
@@ -132,7 +140,8 @@ class MainWindow(QMainWindow):
         handlers: dict[str, Callable[[], None]] = {
             "new": self.new_vm, "settings": self.open_settings, "start": self.start_vm, "show": self.show_console,
             "pause": self.toggle_pause, "shutdown": self.shutdown_vm, "poweroff": self.power_off_vm,
-            "reset": self.reset_vm, "delete": self.delete_vm, "log": self.show_log,
+            "reset": self.reset_vm, "save": self.save_state, "clone": self.clone_vm, "delete": self.delete_vm,
+            "log": self.show_log,
             "overview": self.show_overview, "preferences": self.show_preferences,
         }
         actions = {}
@@ -179,6 +188,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.details, "Details")
         self.tabs.addTab(self.performance, "Performance")
         self.tabs.addTab(self.resources, "Resources")
+        self.snapshots = SnapshotsPane(self.manager, self.runner)
+        self.tabs.addTab(self.snapshots, "Snapshots")
         self.pages = QStackedWidget()
         self.pages.addWidget(self.welcome)
         self.pages.addWidget(self.tabs)
@@ -235,8 +246,9 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addActions([a["start"], a["show"], a["pause"]])
         menu.addMenu(self.stop_menu)
+        menu.addAction(a["save"])
         menu.addSeparator()
-        menu.addActions([a["delete"], a["log"]])
+        menu.addActions([a["clone"], a["delete"], a["log"]])
         menu.addSeparator()
         menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
         edit_menu = self.menuBar().addMenu("&Edit")
@@ -279,6 +291,7 @@ class MainWindow(QMainWindow):
         self.details.show_machine(machine)
         self.performance.show_machine(machine)
         self.resources.show_machine(machine)
+        self.snapshots.show_machine(machine)
         self._update_page()
         state = machine.state if machine else None
         for spec in ACTIONS:
@@ -310,8 +323,9 @@ class MainWindow(QMainWindow):
         menu = QMenu(self)
         menu.addActions([a["start"], a["show"], a["pause"]])
         menu.addMenu(self.stop_menu)
+        menu.addAction(a["save"])
         menu.addSeparator()
-        menu.addActions([a["settings"], a["log"], a["delete"]])
+        menu.addActions([a["settings"], a["clone"], a["log"], a["delete"]])
         menu.popup(self.list_view.viewport().mapToGlobal(pos))
 
     def new_vm(self) -> None:
@@ -363,6 +377,22 @@ class MainWindow(QMainWindow):
 
     def reset_vm(self) -> None:
         self._lifecycle("Cannot reset", None, self.manager.reset)
+
+    def save_state(self) -> None:
+        machine = self.selected()
+        if machine is not None:
+            self.saving = save_state(self, self.manager, self.runner, machine.name)
+
+    def clone_vm(self) -> None:
+        machine = self.selected()
+        if machine is None or machine.entry.config is None:
+            return
+        from hvdesk.ui.clone_dialog import CloneDialog  # (the clone engine loads when first asked for)
+
+        dialog = CloneDialog(self.manager, machine, self.runner, self)
+        dialog.cloned.connect(self.select)
+        dialog.finished.connect(lambda *_: dialog.deleteLater())
+        dialog.open()
 
     def delete_vm(self) -> None:
         machine = self.selected()

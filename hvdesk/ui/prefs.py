@@ -23,7 +23,7 @@ WINDOW_STATE = Pref("main/state", None)
 SPLITTER = Pref("main/splitter", None)
 LIST_HEADER = Pref("main/list_header", None)
 SELECTED_VM = Pref("main/selected_vm", "")
-DETAILS_TAB = Pref("main/details_tab", 0)  # 0 Details, 1 Performance, 2 Resources
+DETAILS_TAB = Pref("main/details_tab", 0)  # 0 Details, 1 Performance, 2 Resources, 3 Snapshots
 LAST_FOLDER = Pref("files/last_folder", "")
 
 
