@@ -36,6 +36,12 @@ class QemuProcess(NamedTuple):  # not a dataclass: `hvdesk list` loads no datacl
 _cache: tuple[float, list[QemuProcess]] = (0.0, [])
 
 
+def forget_processes() -> None:
+    """A QEMU was just started here: the next search must see it, not a list from before it."""
+    global _cache
+    _cache = (0.0, [])
+
+
 def qemu_processes(*, fresh: bool = False) -> list[QemuProcess]:
     """Every live qemu-system process this user can see (cached for half a second)."""
     global _cache

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hvdesk.core.errors import QemuError
+from hvdesk.qemu import discovery
 
 if TYPE_CHECKING:
     import asyncio
@@ -85,6 +86,7 @@ async def wait_launched(proc: asyncio.subprocess.Process, pidfile: Path, log: Pa
     pid = read_pid(pidfile)
     if pid is None or not is_alive(pid):
         raise QemuError("QEMU started but exited at once", log_tail(log))
+    discovery.forget_processes()  # a search from before it would miss it
     return pid
 
 
@@ -100,6 +102,7 @@ def spawn_detached(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     except OSError as exc:
         raise QemuError(f"cannot run {argv[0]}: {exc.strerror}") from None
     _children.append(child)
+    discovery.forget_processes()  # a search from before it would miss it
     return child
 
 

@@ -117,6 +117,13 @@ async def test_a_full_disk_fails_the_save_and_the_vm_runs_on(cli_home, tiny_gues
     env = {"HVDESK_HOME": str(disk.path)}
     assert hv("create", "full", *guest_args(tiny_guest), env=env).returncode == 0
     assert hv("start", "full", env=env).returncode == 0
+    try:
+        await _full_disk_save(env)
+    finally:  # (its runtime folder is not the test's, where kill_our_qemus looks)
+        hv("stop", "full", "--force", "--timeout", "0", env=env)
+
+
+async def _full_disk_save(env: dict) -> None:
     info = _info("full", env)
     serial = Path(info["serial_log"])
     await wait_for_serial(serial, SHELL_MARKER)

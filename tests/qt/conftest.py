@@ -105,6 +105,10 @@ def open_window(hv_home, run, qapp):
         if window.isVisible():
             window.close()
         run(window.runner.wait_idle())
+        sizes = window.details._sizes_task  # the Details pane's disk sizes, still being read
+        if sizes is not None and not sizes.done():  # (a task dying after the loop ends trips a CPython bug)
+            sizes.cancel()
+            run(asyncio.gather(sizes, return_exceptions=True))
         if window.boot_watch is not None:
             run(window.boot_watch.close())
         run(window.controller.stop())
