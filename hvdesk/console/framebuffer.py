@@ -74,12 +74,16 @@ class Framebuffer:
 
     def png(self) -> bytes:
         """An RGB PNG of the screen, without any imaging library."""
-        width, height, rgb = self.width, self.height, self.rgb()
-        row = width * 3
-        raw = b"".join(b"\0" + rgb[y * row:(y + 1) * row] for y in range(height))
+        return encode_png(self.width, self.height, self.rgb())
 
-        def chunk(kind: bytes, body: bytes) -> bytes:
-            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
-                + chunk(b"IEND", b""))
+
+def encode_png(width: int, height: int, rgb: bytes, level: int = 6) -> bytes:
+    """An 8-bit RGB PNG of `rgb` (rows of width * 3 bytes), zlib `level`."""
+    row = width * 3
+    raw = b"".join(b"\0" + rgb[y * row:(y + 1) * row] for y in range(height))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, level))
+            + chunk(b"IEND", b""))

@@ -4,9 +4,7 @@ where picking one pixel would drop whole strokes)."""
 
 from __future__ import annotations
 
-import struct
-import zlib
-
+from hvdesk.console.framebuffer import encode_png
 from hvdesk.core.errors import ConsoleError
 
 THUMB_WIDTH = 240
@@ -48,14 +46,7 @@ def shrink(width: int, height: int, rgb: bytes, target_width: int = THUMB_WIDTH)
 
 
 def png(width: int, height: int, rgb: bytes) -> bytes:
-    row = width * 3
-    raw = b"".join(b"\0" + rgb[y * row:(y + 1) * row] for y in range(height))
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
-            + chunk(b"IEND", b""))
+    return encode_png(width, height, rgb, level=9)  # small: kept with each snapshot
 
 
 def thumbnail(ppm: bytes, target_width: int = THUMB_WIDTH) -> bytes:
