@@ -213,7 +213,8 @@ async def cmd_clone(manager: Manager, args: argparse.Namespace) -> int:
             print(f"\rCloning {args.name!r} to {args.new_name!r}: {shown[0]:3d}%", end="", flush=True)
 
     try:
-        done = await manager.clone(args.name, args.new_name, linked=args.linked, progress=progress)
+        done = await manager.clone(args.name, args.new_name, linked=args.linked, progress=progress,
+                                   keep_macs=args.keep_macs)
     finally:
         if shown[0] >= 0:
             print()

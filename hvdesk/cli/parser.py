@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linked", action="store_true",
                    help="share the VM's disks as they are now instead of copying them (instant); the VM "
                         "cannot then be deleted while the clone exists")
+    p.add_argument("--keep-macs", action="store_true",
+                   help="keep the network cards' MAC addresses (default: new ones; two VMs with one MAC on a "
+                        "network disturb each other)")
 
     from hvdesk.cli import snapshot
 

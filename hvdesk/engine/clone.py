@@ -56,7 +56,9 @@ class CloneResult:
 
 
 async def clone(manager: Engine, name: str, new_name: str, *, linked: bool = False,
-                progress: Progress | None = None) -> CloneResult:
+                progress: Progress | None = None, keep_macs: bool = False) -> CloneResult:
+    """`keep_macs`: the clone's network cards keep the source's MAC addresses (for a clone that
+    replaces its source; two VMs with one MAC on a network disturb each other)."""
     validate_name(new_name)
     library = manager.library
     if library.exists(new_name):
@@ -64,9 +66,9 @@ async def clone(manager: Engine, name: str, new_name: str, *, linked: bool = Fal
     began = time.monotonic()
     try:
         if linked:
-            result = await _linked(manager, name, new_name)
+            result = await _linked(manager, name, new_name, keep_macs)
         else:
-            result = await _full(manager, name, new_name, progress)
+            result = await _full(manager, name, new_name, progress, keep_macs)
     except DiskError as exc:
         if not exc.detail:  # ours, already saying what and why
             raise
@@ -79,7 +81,8 @@ async def clone(manager: Engine, name: str, new_name: str, *, linked: bool = Fal
     return result
 
 
-async def _full(manager: Engine, name: str, new_name: str, progress: Progress | None) -> CloneResult:
+async def _full(manager: Engine, name: str, new_name: str, progress: Progress | None,
+                keep_macs: bool) -> CloneResult:
     library = manager.library
     staging = library.staging_folder()
     try:
@@ -90,7 +93,7 @@ async def _full(manager: Engine, name: str, new_name: str, progress: Progress | 
             await check_images(source, "clone")
             disks, copied = await _copy_disks(source, staging, progress)
             _copy_firmware_state(source, staging)
-            config = _clone_config(source, new_name, disks)
+            config = _clone_config(source, new_name, disks, keep_macs)
             library.save(staging, config)
         async with library.lock().held(f"creating VM {new_name!r}, a clone of {name!r}"):
             folder = library.publish(staging, new_name)
@@ -139,13 +142,13 @@ def _copy_firmware_state(source: Machine, staging: Path) -> None:
                     os.chmod(os.path.join(folder, item), 0o600)
 
 
-def _clone_config(source: Machine, new_name: str, disks: list[Disk]) -> VmConfig:
-    """The source's settings with a new name, uuid and MACs, the given disks, and every other file
-    it names made absolute (a relative path would be read from the clone's folder)."""
+def _clone_config(source: Machine, new_name: str, disks: list[Disk], keep_macs: bool) -> VmConfig:
+    """The source's settings with a new name, uuid and (unless kept) MACs, the given disks, and
+    every other file it names made absolute (a relative path would be read from the clone's folder)."""
     config, paths = source.config, source.paths
     taken = {nic.mac for nic in config.nics}
-    nics: list[Nic] = []
-    for nic in config.nics:
+    nics: list[Nic] = list(config.nics) if keep_macs else []
+    for nic in [] if keep_macs else config.nics:
         mac = random_mac()
         while mac in taken:
             mac = random_mac()
@@ -186,7 +189,7 @@ class _Link:
     overlay_tmp: Path  # the source's new overlay, until it takes the disk's name
 
 
-async def _linked(manager: Engine, name: str, new_name: str) -> CloneResult:
+async def _linked(manager: Engine, name: str, new_name: str, keep_macs: bool) -> CloneResult:
     library = manager.library
     # Library, then VM: the order delete takes them in. Both are held to the end, so no other
     # hvdesk takes the name between the source's rearrangement and the clone's publication.
@@ -204,7 +207,7 @@ async def _linked(manager: Engine, name: str, new_name: str) -> CloneResult:
             links = _plan_links(source)
             staging = library.staging_folder()
             try:
-                clone_config = await _prepare_links(source, links, staging, new_name)
+                clone_config = await _prepare_links(source, links, staging, new_name, keep_macs)
                 _copy_firmware_state(source, staging)
                 library.save(staging, clone_config)
             except BaseException:
@@ -241,7 +244,8 @@ def _plan_links(source: Machine) -> list[_Link]:
     return links
 
 
-async def _prepare_links(source: Machine, links: list[_Link], staging: Path, new_name: str) -> VmConfig:
+async def _prepare_links(source: Machine, links: list[_Link], staging: Path, new_name: str,
+                         keep_macs: bool) -> VmConfig:
     """Make the bases (second names of the disks: the source's vm.toml is not touched yet) and
     both overlays of each; returns the clone's config."""
     by_index = {link.index: link for link in links}
@@ -265,7 +269,7 @@ async def _prepare_links(source: Machine, links: list[_Link], staging: Path, new
         await images.create_overlay(target, str(link.base), disk.format, size)
         disks.append(dataclasses.replace(disk, path=target.name, format="qcow2", created=True,
                                          backing=[BackingImage(str(link.base), disk.format), *below]))
-    return _clone_config(source, new_name, disks)
+    return _clone_config(source, new_name, disks, keep_macs)
 
 
 def _undo_links(links: list[_Link]) -> None:

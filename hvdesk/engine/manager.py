@@ -177,9 +177,10 @@ class Manager:
 
 
     async def clone(self, name: str, new_name: str, *, linked: bool = False,
-                    progress: Progress | None = None) -> CloneResult:
-        """A copy of the stopped VM `name` as `new_name` (new uuid and MACs); `linked`: sharing its
-        disks as they are now, each keeping its own writes. `progress` hears a full copy's percent."""
+                    progress: Progress | None = None, keep_macs: bool = False) -> CloneResult:
+        """A copy of the stopped VM `name` as `new_name` (new uuid; new MACs unless `keep_macs`);
+        `linked`: sharing its disks as they are now, each keeping its own writes. `progress` hears a
+        full copy's percent."""
         from hvdesk.engine import clone
 
-        return await clone.clone(self, name, new_name, linked=linked, progress=progress)
+        return await clone.clone(self, name, new_name, linked=linked, progress=progress, keep_macs=keep_macs)

@@ -74,8 +74,14 @@ class CloneDialog(QDialog):
             "clone, or delete its snapshots first." if has_snapshots else
             f"{machine.name}'s disks become read-only base images that both VMs read; each writes its own overlay. "
             f"{machine.name} cannot be deleted while a linked clone uses them.")
-        self.mac_hint = _hint("The clone gets new MAC addresses on all its network cards: two VMs with one MAC on "
-                              "the same network would disturb each other. (hvdesk has no option to keep them.)")
+        self.new_macs = QRadioButton("Generate new MAC addresses for all network cards (recommended)")
+        self.keep_macs = QRadioButton("Keep the MAC addresses")
+        self.macs = QButtonGroup(self)
+        self.macs.addButton(self.new_macs)
+        self.macs.addButton(self.keep_macs)
+        self.new_macs.setChecked(True)
+        self.mac_hint = _hint("Two VMs with one MAC address on the same network disturb each other: keep them only "
+                              "for a clone that replaces this VM.")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setVisible(False)
@@ -95,12 +101,14 @@ class CloneDialog(QDialog):
         layout.addWidget(self.linked)
         layout.addWidget(self.linked_hint)
         layout.addWidget(QLabel("<b>MAC addresses</b>"))
+        layout.addWidget(self.new_macs)
+        layout.addWidget(self.keep_macs)
         layout.addWidget(self.mac_hint)
         layout.addStretch()
         layout.addWidget(self.progress)
         layout.addWidget(self.buttons)
         self.name.textChanged.connect(self._check)
-        self.resize(520, 360)
+        self.resize(520, 400)
         self._check()
 
     def _has_snapshots(self) -> bool:
@@ -128,7 +136,7 @@ class CloneDialog(QDialog):
         if self.task is not None:
             return
         linked = self.linked.isChecked()
-        for part in (self.name, self.full, self.linked):
+        for part in (self.name, self.full, self.linked, self.new_macs, self.keep_macs):
             part.setEnabled(False)
         self.progress.setVisible(True)
         if linked:
@@ -138,7 +146,8 @@ class CloneDialog(QDialog):
         if linked:  # its steps are small and undone as a whole on failure; not cut short half-way
             self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setEnabled(False)
         self.task = self.runner.run(
-            self.manager.clone(self.machine.name, self.name.text(), linked=linked, progress=self._progress),
+            self.manager.clone(self.machine.name, self.name.text(), linked=linked, progress=self._progress,
+                               keep_macs=self.keep_macs.isChecked()),
             title=f"Cannot clone {self.machine.name}", on_done=self._done, on_error=self._failed)
         self.task.add_done_callback(lambda task: self.reject() if task.cancelled() else None)
 

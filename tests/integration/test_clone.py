@@ -120,6 +120,12 @@ def test_a_vm_with_linked_clones_is_not_deleted_and_keeps_its_folder(cli_home, t
     for name in ("web", "web-2", "web-3", "web-4"):
         qemu_img("check", str(vms / name / "disk0.qcow2"))
 
+    # --keep-macs: the network cards keep their addresses (new ones otherwise)
+    assert hv("clone", "web-3", "twin", "--keep-macs").returncode == 0
+    macs = {n: [nic["mac"] for nic in config(cli_home, n)["nics"]] for n in ("web-2", "web-3", "twin", "web-4")}
+    assert macs["twin"] == macs["web-3"] and macs["web-4"] != macs["web-2"] and macs["twin"]
+    assert hv("delete", "twin").returncode == 0
+
     # a VM with snapshots: they live in its disks, which a linked clone would turn into bases
     assert hv("snapshot", "web-3", "take", "s1").returncode == 0
     assert "it has snapshots" in one_line(hv("clone", "web-3", "web-5", "--linked"))
