@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hvdesk.engine.actions import Action, allows
 from hvdesk.engine.states import VmState
-from hvdesk.ui.main_window import ACTIONS
+from hvdesk.ui.window_actions import ACTIONS
 
 
 def test_every_vm_action_of_the_app_is_an_engine_action():
